@@ -1,0 +1,184 @@
+"""Building blocks shared by every slm model: norms, rotary embeddings, attention with a KV cache, MLPs."""
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 even under bf16: the statistic is a mean of squares over the width.
+        y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * y.to(x.dtype)
+
+
+def rope_tables(rotary_dim: int, max_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape [max_len, rotary_dim], in the 'rotate half' layout that HF Llama and Phi use."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, device=device, dtype=torch.int64).float() / rotary_dim))
+    t = torch.arange(max_len, device=device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first cos.shape[-1] channels of x [B, H, T, D]; the rest pass (phi's partial rotary)."""
+    rot = cos.shape[-1]
+    cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)  # [B, 1, T, rot]
+    if rot == x.shape[-1]:
+        return x * cos + rotate_half(x) * sin
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    return torch.cat((x_rot * cos + rotate_half(x_rot) * sin, x_pass), dim=-1)
+
+
+class Cache(Protocol):
+    """What attention needs from a KV cache; `slm.models.KVCache` is the preallocated one.
+
+    `update` stores this step's keys/values for one layer and returns all keys/values the
+    step attends to; `length` is how many positions were filled before this step.
+    """
+
+    length: int
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class KVCache:
+    """Keys and values for every layer, allocated once: [layers, batch, kv_heads, max_len, head_dim].
+
+    Rows share one write cursor; prompts of different lengths are left-padded and masked.
+    `length` advances after each forward (the decoder calls `advance`), and `truncate` rolls it back,
+    which is all speculative decoding needs to discard rejected draft tokens.
+    """
+
+    def __init__(self, n_layers: int, batch_size: int, n_kv_heads: int, max_len: int, head_dim: int,
+                 device=None, dtype=torch.float32):
+        shape = (n_layers, batch_size, n_kv_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache full: {end} positions needed, {self.max_len} allocated")
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def truncate(self, length: int) -> None:
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of length {self.length} to {length}")
+        self.length = length
+
+    def select(self, rows: torch.Tensor | list[int]) -> None:
+        """Keep only these batch rows (finished sequences leave the batch)."""
+        self.k = self.k[:, rows]
+        self.v = self.v[:, rows]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped-query heads, rotary positions and an optional KV cache."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, bias: bool, out_bias: bool):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=out_bias)
+
+    def forward(self, x, cos, sin, mask=None, cache: Cache | None = None, layer: int = 0):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        # No mask means plain causal attention over exactly these T positions (training, one-shot
+        # prefill); with T == 1 and a cache the new token sees everything, which is also mask-free.
+        is_causal = mask is None and k.shape[2] == T and T > 1
+        if self.n_kv_heads != self.n_heads:
+            # Expanding K/V keeps SDPA on its fused kernels; enable_gqa falls back to the math path on CPU.
+            rep = self.n_heads // self.n_kv_heads
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int, bias: bool = False):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=bias)
+        self.up_proj = nn.Linear(dim, hidden, bias=bias)
+        self.down_proj = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class GeluMLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))  # phi's "gelu_new"
+
+
+def make_attention_mask(q_len: int, past: int, padding: torch.Tensor | None = None,
+                   document_ids: torch.Tensor | None = None, device=None) -> torch.Tensor:
+    """A boolean SDPA mask [B or 1, 1, q_len, past + q_len]: True where a query may attend.
+
+    Causal over absolute positions; `padding` [B, past + q_len] (1 = real token, HF convention) hides
+    pad keys; `document_ids` [B, q_len] (no cache) keeps packed documents from seeing each other.
+    Every query may always see itself, so a fully padded row yields zeros instead of NaN.
+    """
+    k_len = past + q_len
+    q_pos = torch.arange(past, k_len, device=device).view(-1, 1)
+    k_pos = torch.arange(k_len, device=device).view(1, -1)
+    mask = (k_pos <= q_pos).view(1, 1, q_len, k_len)
+    if padding is not None:
+        mask = mask & padding.bool().view(padding.shape[0], 1, 1, k_len)
+    if document_ids is not None:
+        if past:
+            raise ValueError("document masks are for whole sequences, not cached decoding")
+        same = document_ids.unsqueeze(-1) == document_ids.unsqueeze(-2)
+        mask = mask & same.unsqueeze(1)
+    return mask | (k_pos == q_pos).view(1, 1, q_len, k_len)
+
+
+def init_weights(module: nn.Module, std: float, residual_std: float) -> None:
+    """TinyLlama's init: N(0, std) for linears and embeddings, a smaller std for residual outputs."""
+    for name, p in module.named_parameters():
+        if p.dim() < 2:
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            continue
+        is_residual = name.endswith(("o_proj.weight", "down_proj.weight", "fc2.weight"))
+        nn.init.normal_(p, mean=0.0, std=residual_std if is_residual else std)
+
+
+def default_init_std(dim: int, n_layers: int) -> tuple[float, float]:
+    return math.sqrt(2.0 / (5 * dim)), 1.0 / math.sqrt(dim) / n_layers

@@ -1,0 +1,30 @@
+"""Named model configs. The big ones are the published shapes; nano and micro are CPU-sized for demos and tests."""
+from __future__ import annotations
+
+from slm.errors import ConfigError
+from slm.models.decoder import ModelConfig
+
+PRESETS: dict[str, dict] = {
+    # TinyLlama 1.1B (lit_gpt "tiny_LLaMA_1b"): Llama-2 shape with 4 query groups.
+    "tinyllama-1.1b": dict(arch="llama", vocab_size=32000, dim=2048, n_layers=22, n_heads=32, n_kv_heads=4,
+                           ffn_dim=5632, max_seq_len=2048, norm_eps=1e-5, bos_token_id=1, eos_token_id=2),
+    # LiteLlama-460M-1T (HF card): GPT-2 tokenizer, 2 KV heads, untied.
+    "litellama-460m": dict(arch="llama", vocab_size=50304, dim=1024, n_layers=24, n_heads=16, n_kv_heads=2,
+                           ffn_dim=4096, max_seq_len=1024, norm_eps=1e-6, bos_token_id=50256, eos_token_id=50256),
+    # phi-1.5 (microsoft/phi-1_5): parallel block, rotary on half of each head, biases, untied.
+    "phi-1.5": dict(arch="phi", vocab_size=51200, dim=2048, n_layers=24, n_heads=32, ffn_dim=8192,
+                    max_seq_len=2048, rotary_fraction=0.5, norm_eps=1e-5, bos_token_id=50256, eos_token_id=50256),
+    # CPU-sized Llama shapes (GQA kept so that small runs exercise the same code as big ones).
+    "nano": dict(arch="llama", vocab_size=8192, dim=256, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=704,
+                 max_seq_len=512, tie_embeddings=True),
+    "micro": dict(arch="llama", vocab_size=8192, dim=512, n_layers=8, n_heads=8, n_kv_heads=4, ffn_dim=1408,
+                  max_seq_len=1024, tie_embeddings=True),
+    "nano-phi": dict(arch="phi", vocab_size=8192, dim=256, n_layers=4, n_heads=4, ffn_dim=1024,
+                     max_seq_len=512, rotary_fraction=0.5),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})
