@@ -1,0 +1,273 @@
+"""The inference engine: batched prefill + decode over a preallocated KV cache, sampling, stop rules, streaming.
+
+    engine = Engine(model, tokenizer)
+    [c] = engine.generate(["def main("], SamplingParams(max_tokens=32))      # c.text, c.token_ids, c.finish_reason
+    for event in engine.stream(["import os"], SamplingParams(temperature=0.8, seed=0)):
+        print(event.text, end="")
+
+The engine drives any model-like object with the Decoder's interface, never its internals:
+`forward(input_ids, position_ids=None, attention_mask=None, cache=None, logits_to_keep=0)` -> scores [B, T, V]
+(logits or log-probabilities) and `new_cache(batch, max_len)` -> a cache with `length`, `truncate`, `select`.
+Prompts of different lengths are left-padded and given a 2-D padding mask and position ids = cumsum(mask) - 1,
+as transformers' generate does, so each row computes exactly what it would compute alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence as Seq
+
+import torch
+
+from slm.errors import SlmError
+from slm.infer.sampling import BatchSettings, SamplingParams, sample, seen_mask
+
+Prompt = str | list[int]
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]  # generated tokens; an EOS / stop token that ended the sequence is the last one
+    finish_reason: str  # "stop" (EOS, stop token or stop string), "length" (max_tokens / context), "cancelled"
+    prompt_tokens: int = 0
+
+
+@dataclass
+class StreamEvent:
+    index: int  # which prompt
+    token_id: int
+    text: str  # text that became final with this token (may be "" while a stop string or a UTF-8 char is pending)
+    finish_reason: str | None  # set on the row's last event
+
+
+class Sequence:
+    """One prompt's generation state: its tokens, its random generator, its stop rules and its text so far."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer=None, eos_ids=(), index: int = 0,
+                 track_text: bool = False):
+        self.prompt_ids = list(prompt_ids)
+        self.params = params
+        self.tokenizer = tokenizer
+        self.index = index
+        self.output_ids: list[int] = []
+        self.generator = None if params.greedy else params.make_generator()
+        self.stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos_ids))
+        self.finish_reason: str | None = None
+        self.cancelled = False  # set from another thread (a disconnected client); the engine drops the row
+        # Text is followed token by token only when someone reads it (streaming) or stop strings need it.
+        self.track_text = (track_text or bool(params.stop)) and tokenizer is not None
+        if params.stop and tokenizer is None:
+            raise SlmError("stop strings need a tokenizer")
+        self.text = ""  # final text so far
+        self._emitted = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def append(self, token: int) -> str:
+        """Add one generated token, apply the stop rules, return the newly final text."""
+        self.output_ids.append(token)
+        if token in self.stop_ids:
+            self.finish_reason = "stop"
+        elif len(self.output_ids) >= self.params.max_tokens:
+            self.finish_reason = "length"
+        if self.track_text or (self.finished and self.tokenizer is not None):
+            return self._update_text()
+        return ""
+
+    def finish(self, reason: str) -> str:
+        if not self.finished:
+            self.finish_reason = reason
+        return self._update_text() if self.tokenizer is not None else ""
+
+    def _update_text(self) -> str:
+        ids = self.output_ids[:-1] if self.output_ids and self.output_ids[-1] in self.stop_ids else self.output_ids
+        full = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = len(full)
+        for s in self.params.stop:
+            at = full.find(s, max(0, self._emitted - len(s) + 1))
+            if at != -1 and at < cut:
+                cut = at
+        if cut < len(full):
+            self.finish_reason = "stop"
+            full = full[:cut]
+        ready = len(full)
+        if not self.finished:
+            # Hold back what may still change: a partial UTF-8 character, or the start of a stop string.
+            while ready > self._emitted and full[ready - 1] == "\ufffd":
+                ready -= 1
+            ready -= _pending_stop_prefix(full[:ready], self.params.stop)
+        ready = max(ready, self._emitted)
+        delta = full[self._emitted:ready]
+        self._emitted = ready
+        self.text = full[:ready]
+        return delta
+
+    def completion(self) -> Completion:
+        return Completion(self.text, list(self.output_ids), self.finish_reason or "length", len(self.prompt_ids))
+
+
+def _pending_stop_prefix(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of text that is a proper prefix of some stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
+
+
+def model_device(model) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+class Engine:
+    def __init__(self, model, tokenizer=None, max_batch_size: int = 32, eos_token_ids: Seq[int] | None = None):
+        self.model = model.eval() if hasattr(model, "eval") else model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        config = getattr(model, "config", None)
+        self.max_seq_len: int | None = getattr(config, "max_seq_len", None)
+        self.vocab_size: int | None = getattr(config, "vocab_size", None)
+        if eos_token_ids is None:
+            eos_token_ids = {i for i in (getattr(tokenizer, "eos_token_id", None), getattr(config, "eos_token_id", None))
+                             if i is not None}
+        self.eos_token_ids = set(eos_token_ids)
+        self.pad_token_id = next(iter(sorted(self.eos_token_ids)), 0)  # any id works: padding is masked
+        self.device = model_device(model)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, int8: bool = False, dtype: torch.dtype = torch.float32,
+                        device: str = "cpu", **kwargs) -> "Engine":
+        """Load an HF directory; int8=True quantizes the linear layers' weights per output channel."""
+        import slm
+
+        model, tokenizer = slm.load(path, dtype=dtype, device=device)
+        if int8:
+            from slm.infer.quant import quantize_int8
+
+            quantize_int8(model)
+        return cls(model, tokenizer, **kwargs)
+
+    # ---- prompts ----
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise SlmError("this engine has no tokenizer: pass prompts as lists of token ids")
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = [int(t) for t in prompt]
+        if not ids:
+            raise SlmError("empty prompt: give at least one token")
+        if self.max_seq_len is not None and len(ids) >= self.max_seq_len:
+            raise SlmError(f"prompt of {len(ids)} tokens leaves no room to generate (context is {self.max_seq_len})")
+        if self.vocab_size is not None and (max(ids) >= self.vocab_size or min(ids) < 0):
+            raise SlmError(f"prompt token ids must be in [0, {self.vocab_size})")
+        return ids
+
+    def new_sequence(self, prompt: Prompt, params: SamplingParams, index: int = 0,
+                     track_text: bool = False) -> Sequence:
+        return Sequence(self.encode(prompt), params, self.tokenizer, self.eos_token_ids, index, track_text)
+
+    def _sequences(self, prompts, params, track_text: bool) -> list[Sequence]:
+        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        params = params or SamplingParams()
+        per_prompt = params if isinstance(params, list) else [params] * len(prompts)
+        if len(per_prompt) != len(prompts):
+            raise SlmError(f"{len(prompts)} prompts but {len(per_prompt)} sampling params")
+        return [self.new_sequence(p, sp, i, track_text) for i, (p, sp) in enumerate(zip(prompts, per_prompt))]
+
+    # ---- public API ----
+
+    def generate(self, prompts: str | list[str] | list[list[int]],
+                 params: SamplingParams | list[SamplingParams] | None = None) -> list[Completion]:
+        """One Completion per prompt, in order. Prompts are run in batches of up to max_batch_size."""
+        seqs = self._sequences(prompts, params, track_text=False)
+        for start in range(0, len(seqs), self.max_batch_size):
+            for _ in self.steps(seqs[start:start + self.max_batch_size]):
+                pass
+        return [s.completion() for s in seqs]
+
+    def stream(self, prompts: str | list[str] | list[list[int]],
+               params: SamplingParams | list[SamplingParams] | None = None) -> Iterator[StreamEvent]:
+        """StreamEvents as tokens are produced (rows of one batch interleave); a str prompt streams one row."""
+        seqs = self._sequences(prompts, params, track_text=True)
+        for start in range(0, len(seqs), self.max_batch_size):
+            for events in self.steps(seqs[start:start + self.max_batch_size]):
+                yield from events
+
+    # ---- the loop ----
+
+    @torch.inference_mode()
+    def steps(self, seqs: list[Sequence]) -> Iterator[list[StreamEvent]]:
+        """Prefill these sequences together, then decode one token per row per step until all are finished.
+
+        Yields the step's events. Finished or cancelled rows leave the batch (cache.select) at once.
+        """
+        active = [s for s in seqs if not s.finished]
+        if not active:
+            return
+        lengths = [len(s.prompt_ids) for s in active]
+        width = max(lengths)
+        budget = width + max(s.params.max_tokens for s in active)
+        cache_len = min(budget, self.max_seq_len) if self.max_seq_len else budget
+        dev = self.device
+        ids = torch.full((len(active), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(active), width), dtype=torch.long)
+        for row, s in enumerate(active):
+            ids[row, width - len(s.prompt_ids):] = torch.tensor(s.prompt_ids)
+            mask[row, width - len(s.prompt_ids):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        padded = min(lengths) != width
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        settings = BatchSettings.build([s.params for s in active], dev)
+        generators = [s.generator for s in active]
+        seen = None  # [rows, vocab] tokens present, built on first use (repetition penalty only)
+        cache = self.model.new_cache(len(active), cache_len)
+        scores = self.model(ids, position_ids=positions if padded else None, attention_mask=mask if padded else None,
+                            cache=cache, logits_to_keep=1)[:, -1]
+        last_position = positions[:, -1:]
+        while True:
+            if seen is None and settings.any_penalty:
+                seen = seen_mask([s.prompt_ids + s.output_ids for s in active], scores.shape[-1], dev)
+            tokens = sample(scores, settings, generators, seen)
+            events, keep = [], []
+            room = cache.length < cache_len
+            for row, (s, token) in enumerate(zip(active, tokens.tolist())):
+                text = s.append(token)
+                if not s.finished and s.cancelled:
+                    text += s.finish("cancelled")
+                elif not s.finished and not room:
+                    text += s.finish("length")
+                events.append(StreamEvent(s.index, token, text, s.finish_reason))
+                if not s.finished:
+                    keep.append(row)
+            yield events
+            if not keep:
+                return
+            if len(keep) < len(active):
+                cache.select(keep)
+                rows = torch.tensor(keep, device=dev)
+                tokens, mask, last_position = tokens[rows], mask[rows], last_position[rows]
+                active = [active[r] for r in keep]
+                generators = [generators[r] for r in keep]
+                settings = settings.select(keep)
+                seen = seen[rows] if seen is not None else None
+            if seen is not None:
+                seen[torch.arange(len(active), device=dev), tokens] = True
+            last_position = last_position + 1
+            if padded:
+                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
+                                attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]

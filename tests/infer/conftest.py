@@ -1,0 +1,48 @@
+"""Tiny models and tokenizers for the inference tests (all random weights; nothing downloads)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import slm
+from slm.models import Decoder, ModelConfig
+
+
+def tiny_config(vocab_size: int = 320, **overrides) -> ModelConfig:
+    base = dict(arch="llama", vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
+                max_seq_len=96, tie_embeddings=False)
+    return ModelConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    texts = ["def main():\n    return 0\n", "import os\nimport sys\n", "class A:\n    pass\n"] * 20
+    return slm.train_tokenizer(texts, vocab_size=300, kind="byte-bpe")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    torch.manual_seed(0)
+    model = Decoder(tiny_config(len(tokenizer))).init_weights(seed=0)
+    # A larger init spreads the logits, so greedy choices are far from ties (parity tests compare argmaxes).
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(4.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def hf_llama_dir(tmp_path_factory):
+    """A random transformers LlamaForCausalLM with grouped-query attention, saved as an HF directory."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=None, eos_token_id=None, pad_token_id=0, tie_word_embeddings=False,
+                      initializer_range=0.2)
+    model = LlamaForCausalLM(cfg).eval()
+    path = tmp_path_factory.mktemp("hf") / "llama"
+    model.save_pretrained(path)
+    return path

@@ -1,0 +1,135 @@
+import pytest
+import torch
+
+import slm
+from slm.errors import SlmError
+from slm.infer import Engine, SamplingParams
+
+
+def hf_greedy(path, prompts, max_new_tokens):
+    """transformers' own greedy generate, left-padded as HF recommends for decoder-only batches."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+    return out[:, width:].tolist()
+
+
+def test_greedy_matches_transformers_single(hf_llama_dir):
+    model, _ = slm.load(hf_llama_dir)
+    prompt = [5, 17, 42, 8, 91, 3]
+    [completion] = Engine(model).generate([prompt], SamplingParams(max_tokens=24))
+    assert completion.token_ids == hf_greedy(hf_llama_dir, [prompt], 24)[0]
+    assert completion.finish_reason == "length"
+
+
+def test_greedy_matches_transformers_batched_ragged(hf_llama_dir):
+    model, _ = slm.load(hf_llama_dir)
+    prompts = [[5, 17, 42, 8, 91, 3], [7], [60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70], [33, 2, 9]]
+    completions = Engine(model).generate(prompts, SamplingParams(max_tokens=20))
+    expected = hf_greedy(hf_llama_dir, prompts, 20)
+    assert [c.token_ids for c in completions] == expected
+    # And each row equals that prompt generated alone: padding changes nothing.
+    alone = [Engine(model).generate([p], SamplingParams(max_tokens=20))[0].token_ids for p in prompts]
+    assert alone == expected
+
+
+def test_batches_larger_than_max_batch_size_keep_order(tiny_model):
+    prompts = [[i + 1, i + 2] for i in range(5)]
+    small = Engine(tiny_model, max_batch_size=2).generate(prompts, SamplingParams(max_tokens=6))
+    big = Engine(tiny_model, max_batch_size=8).generate(prompts, SamplingParams(max_tokens=6))
+    assert [c.token_ids for c in small] == [c.token_ids for c in big]
+
+
+def test_eos_stops_and_different_max_tokens_per_row(tiny_model):
+    engine = Engine(tiny_model)
+    [free] = engine.generate([[3, 4, 5]], SamplingParams(max_tokens=8))
+    eos = free.token_ids[3]
+    engine = Engine(tiny_model, eos_token_ids=[eos])
+    first = free.token_ids.index(eos)
+    c1, c2 = engine.generate([[3, 4, 5], [3, 4, 5]], [SamplingParams(max_tokens=8), SamplingParams(max_tokens=2)])
+    assert c1.token_ids == free.token_ids[:first + 1] and c1.finish_reason == "stop"
+    assert c2.token_ids == free.token_ids[:2] and (c2.finish_reason == "length" or first < 2)
+    [ignored] = engine.generate([[3, 4, 5]], SamplingParams(max_tokens=8, ignore_eos=True))
+    assert ignored.token_ids == free.token_ids
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_batch(tiny_model):
+    engine = Engine(tiny_model)
+    params = SamplingParams(max_tokens=12, temperature=1.0, seed=123)
+    [a] = engine.generate([[1, 2, 3]], params)
+    [b] = engine.generate([[1, 2, 3]], params)
+    # Same seed in a batch next to another request: same tokens (each row has its own generator).
+    c, _ = engine.generate([[1, 2, 3], [9, 8]], [params, SamplingParams(max_tokens=5, temperature=1.0, seed=7)])
+    [d] = engine.generate([[1, 2, 3]], SamplingParams(max_tokens=12, temperature=1.0, seed=124))
+    assert a.token_ids == b.token_ids == c.token_ids
+    assert d.token_ids != a.token_ids
+
+
+def test_top_k_one_is_greedy(tiny_model):
+    engine = Engine(tiny_model)
+    [greedy] = engine.generate([[4, 5, 6]], SamplingParams(max_tokens=10))
+    [top1] = engine.generate([[4, 5, 6]], SamplingParams(max_tokens=10, temperature=1.5, top_k=1, seed=0))
+    assert top1.token_ids == greedy.token_ids
+
+
+def test_repetition_penalty_discourages_repeats(tiny_model):
+    engine = Engine(tiny_model)
+    [plain] = engine.generate([[4, 5, 6]], SamplingParams(max_tokens=30))
+    [penalized] = engine.generate([[4, 5, 6]], SamplingParams(max_tokens=30, repetition_penalty=100.0))
+    assert len(set(penalized.token_ids)) > len(set(plain.token_ids))
+
+
+def test_stop_strings_cut_text_and_stream_holds_them_back(tiny_model, tokenizer):
+    engine = Engine(tiny_model, tokenizer)
+    [free] = engine.generate(["def main"], SamplingParams(max_tokens=20, ignore_eos=True))
+    assert len(free.text) > 6
+    stop = free.text[3:6]
+    [cut] = engine.generate(["def main"], SamplingParams(max_tokens=20, ignore_eos=True, stop=[stop]))
+    assert cut.finish_reason == "stop"
+    assert cut.text == free.text[:free.text.find(stop)]
+    streamed = list(engine.stream("def main", SamplingParams(max_tokens=20, ignore_eos=True, stop=[stop])))
+    assert "".join(e.text for e in streamed) == cut.text
+    assert streamed[-1].finish_reason == "stop" and all(e.finish_reason is None for e in streamed[:-1])
+
+
+def test_stream_concatenates_to_generate(tiny_model, tokenizer):
+    engine = Engine(tiny_model, tokenizer)
+    prompts = ["import os", "class A:\n    def"]
+    params = SamplingParams(max_tokens=15, temperature=0.9, top_p=0.9, min_p=0.02, seed=5)
+    completions = engine.generate(prompts, params)
+    texts, tokens = ["", ""], [[], []]
+    for event in engine.stream(prompts, params):
+        texts[event.index] += event.text
+        tokens[event.index].append(event.token_id)
+    assert tokens == [c.token_ids for c in completions]
+    assert texts == [c.text for c in completions]
+
+
+def test_context_limit_ends_with_length(tiny_model):
+    engine = Engine(tiny_model)
+    prompt = list(range(1, 90))  # max_seq_len is 96
+    [c] = engine.generate([prompt], SamplingParams(max_tokens=50))
+    # The cache holds 96 positions; the last sampled token is returned but never fed back.
+    assert c.finish_reason == "length" and len(prompt) + len(c.token_ids) == 97
+    with pytest.raises(SlmError, match="no room"):
+        engine.generate([list(range(1, 97))], SamplingParams(max_tokens=5))
+
+
+def test_bad_inputs_raise_slm_errors(tiny_model):
+    engine = Engine(tiny_model)
+    with pytest.raises(SlmError):
+        SamplingParams(top_p=0)
+    with pytest.raises(SlmError):
+        SamplingParams(max_tokens=0)
+    with pytest.raises(SlmError, match="tokenizer"):
+        engine.generate(["text"], SamplingParams())
+    with pytest.raises(SlmError, match="token ids"):
+        engine.generate([[10_000]], SamplingParams())
+    with pytest.raises(SlmError, match="empty"):
+        engine.generate([[]], SamplingParams())
