@@ -34,7 +34,7 @@ SPACE = "\u2581"  # SentencePiece's visible space
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "byte-bpe",
                     min_frequency: int = 2, show_progress: bool = False):
     """Train a BPE tokenizer on `texts` and return it as a PreTrainedTokenizerFast with a ChatML template."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if kind == "byte-bpe":
         specials = list(dict.fromkeys(v for v in BYTE_BPE_SPECIALS.values() if v)) + CHAT_TOKENS
@@ -57,20 +57,25 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
 
 
 def _train_llama_bpe(texts, vocab_size, min_frequency, show_progress):
-    """Llama-2's tokenizer.json layout: '▁' for spaces, a dummy prefix, and <0xNN> byte fallback tokens."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """Llama-2's vocabulary layout: '▁' for spaces, <s>/</s>/<unk>, <0xNN> byte fallback tokens, BOS added.
+
+    Unlike SentencePiece there is no dummy-prefix space: that prefix makes decoding lossy (a leading space
+    vanishes, and a space appears after every special token such as <|im_start|>). llama.cpp reads this
+    layout with tokenizer.ggml.add_space_prefix = false.
+    """
     import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     specials = [LLAMA_SPECIALS[k] for k in ("unk", "bos", "eos", "pad")] + CHAT_TOKENS
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
     reserved = len(specials) + len(byte_tokens)
     if vocab_size <= reserved + 64:
         raise SlmError(f"vocab_size {vocab_size} is too small for a Llama-style BPE (needs > {reserved + 64})")
-    normalizer = normalizers.Sequence([normalizers.Prepend(SPACE), normalizers.Replace(" ", SPACE)])
     pre = pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="never", split=True)
     # Train the merges alone, then lay the vocabulary out as Llama does: specials, 256 bytes, merges.
     base = Tokenizer(models.BPE(unk_token=LLAMA_SPECIALS["unk"]))
-    base.normalizer, base.pre_tokenizer = normalizer, pre
+    base.pre_tokenizer = pre
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - reserved, min_frequency=min_frequency,
                                   limit_alphabet=1000, show_progress=show_progress)
     base.train_from_iterator(texts, trainer)
@@ -81,9 +86,8 @@ def _train_llama_bpe(texts, vocab_size, min_frequency, show_progress):
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=LLAMA_SPECIALS["unk"], byte_fallback=True,
                                fuse_unk=True))
-    tok.normalizer, tok.pre_tokenizer = normalizer, pre
-    tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
     bos = LLAMA_SPECIALS["bos"]
     tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
                                                        special_tokens=[(bos, vocab[bos])])
