@@ -14,6 +14,7 @@ VERBS = [
     ("demo", "slm.cli.demo", "run the main job on the embedded corpus (what `make demo` runs)"),
     ("tokenizer", "slm.cli.tokenizer", "train, inspect and try tokenizers"),
     ("model", "slm.cli.model", "describe a preset or checkpoint; create a freshly initialised model"),
+    ("recipe", "slm.cli.recipe", "run a seed system's pipeline end to end (tinygsm, eft, ...)"),
     ("convert", "slm.cli.convert", "re-write a checkpoint as a clean HF directory (dtype, shards, tokenizer)"),
 ]
 
