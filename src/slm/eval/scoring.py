@@ -1,0 +1,168 @@
+"""Log-likelihood scoring with the model's forward pass, tokenised and windowed exactly as lm-eval does.
+
+    scorer = Scorer(model, tokenizer, batch_size=8)
+    scorer.loglikelihood([("The capital of France is", " Paris")])   # [(log p, is_greedy)]
+    scorer.loglikelihood_rolling(["a whole document ..."])            # [sum of log p over every token]
+
+Token boundaries follow lm-eval's TemplateLM: trailing spaces of the context move to the continuation; the pair
+is encoded as context + continuation and split at the context's token count; an empty context is replaced by
+the prefix token (BOS, else EOS). The first continuation token is predicted from the last context token.
+
+Batching never changes a result: requests are sorted by length (longest first), right-padded (a causal model
+never looks right, so padding needs no mask), and log-probabilities are taken in float32.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+TokenRequest = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
+
+
+class Scorer:
+    def __init__(self, model, tokenizer=None, batch_size: int = 8, max_length: int | None = None,
+                 add_bos: bool | None = None, show_progress: bool = False):
+        """add_bos: None uses the tokenizer's own rule (as lm-eval's hf backend does), True/False forces it."""
+        from slm.models.hf import unwrap
+
+        self.model = model
+        self.core = unwrap(model)
+        self.tokenizer = tokenizer
+        self.batch_size = max(1, int(batch_size))
+        config = getattr(self.core, "config", None)
+        self.max_length = int(max_length or getattr(config, "max_seq_len", None) or 2048)
+        self.add_bos = add_bos
+        self.show_progress = show_progress
+
+    # ---- tokens ----
+
+    @property
+    def prefix_token_id(self) -> int:
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
+        """lm-eval's tok_encode: the tokenizer's default specials unless told, none if the text starts with BOS."""
+        kwargs = {}
+        if add_special_tokens is not None:
+            kwargs["add_special_tokens"] = add_special_tokens
+        elif self.add_bos is not None:
+            kwargs["add_special_tokens"] = self.add_bos
+        if add_special_tokens is None:
+            bos = self.tokenizer.decode(self.prefix_token_id)
+            if bos and text.startswith(bos):
+                kwargs["add_special_tokens"] = False
+        return self.tokenizer.encode(text, **kwargs)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if context == "":
+            cont = self.encode(continuation, add_special_tokens=False)
+            if cont and cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.encode(context + continuation)
+        context_ids = self.encode(context)
+        return context_ids, whole[len(context_ids):]
+
+    # ---- scoring ----
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """(sum of log p(continuation | context), whether greedy decoding would produce it) per pair."""
+        return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in pairs])
+
+    def loglikelihood_rolling(self, texts: Sequence[str], return_counts: bool = False):
+        """Sum of log p over every token of each text, in disjoint windows of max_length (lm-eval's rolling)."""
+        windows, owner, counts = [], [], []
+        for i, text in enumerate(texts):
+            tokens = self.encode(text)
+            counts.append(len(tokens))
+            for window in rolling_windows(tokens, self.prefix_token_id, self.max_length):
+                windows.append(window)
+                owner.append(i)
+        totals = [0.0] * len(texts)
+        for i, (logprob, _) in zip(owner, self.loglikelihood_tokens(windows)):
+            totals[i] += logprob
+        return (totals, counts) if return_counts else totals
+
+    @torch.no_grad()
+    def loglikelihood_tokens(self, requests: Sequence[TokenRequest]) -> list[tuple[float, bool]]:
+        for context, continuation in requests:
+            if not context or not continuation:
+                raise ValueError("each request needs at least one context token and one continuation token")
+        order = sorted(range(len(requests)),
+                       key=lambda i: (-(len(requests[i][0]) + len(requests[i][1])),
+                                      tuple(requests[i][0]) + tuple(requests[i][1])))
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in self._batches(order):
+                for i, result in zip(batch, self._score_batch([requests[i] for i in batch])):
+                    results[i] = result
+        finally:
+            self.model.train(was_training)
+        return results  # type: ignore[return-value]
+
+    def _batches(self, order: list[int]) -> Iterator[list[int]]:
+        bar = None
+        if self.show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(order), desc="scoring", unit="req")
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            yield batch
+            if bar:
+                bar.update(len(batch))
+        if bar:
+            bar.close()
+
+    def _score_batch(self, batch: list[TokenRequest]) -> list[tuple[float, bool]]:
+        device = self.core.embed.weight.device if hasattr(self.core, "embed") else torch.device("cpu")
+        inputs, spans = [], []
+        for context, continuation in batch:
+            # lm-eval: keep the last max_length + 1 tokens, feed all but the last one.
+            tokens = (list(context) + list(continuation))[-(self.max_length + 1):][:-1]
+            inputs.append(tokens)
+            spans.append((len(tokens), list(continuation)))
+        width = max(len(t) for t in inputs)
+        ids = torch.zeros((len(inputs), width), dtype=torch.long)
+        for row, tokens in enumerate(inputs):
+            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        logits = self.model(ids.to(device))
+        out = []
+        for row, (length, continuation) in enumerate(spans):
+            n = len(continuation)
+            logprobs = logits[row, length - n:length].float().log_softmax(-1)
+            target = torch.tensor(continuation, device=logprobs.device)
+            greedy = bool((logprobs.argmax(-1) == target).all())
+            out.append((float(logprobs.gather(-1, target[:, None]).sum()), greedy))
+        return out
+
+
+def rolling_windows(tokens: Sequence[int], prefix_token: int, max_length: int,
+                    context_len: int = 1) -> Iterator[tuple[list[int], list[int]]]:
+    """(context, continuation) windows that predict every token once; lm-eval's get_rolling_token_windows
+    followed by make_disjoint_window."""
+    if not 1 <= context_len <= max_length:
+        raise ValueError(f"context_len must be in [1, max_length], got {context_len}")
+    tokens = list(tokens)
+    if not tokens:
+        return
+    pred_len = max_length - context_len + 1
+    first = min(max_length, len(tokens))
+    yield _disjoint([prefix_token] + tokens[:first - 1], tokens[:first])
+    predicted = first
+    while predicted < len(tokens):
+        window_pred = min(len(tokens) - predicted, pred_len)
+        end = predicted + window_pred
+        yield _disjoint(tokens[end - max_length - 1:end - 1], tokens[end - window_pred:end])
+        predicted += window_pred
+
+
+def _disjoint(context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
+    return context[:len(context) - (len(continuation) - 1)], continuation
