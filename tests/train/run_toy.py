@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from toy import ToyBatches, tiny_model  # noqa: E402
+from train_toy import ToyBatches, tiny_model  # noqa: E402
 
 from slm.train import TrainConfig, Trainer, causal_lm_loss  # noqa: E402
 
