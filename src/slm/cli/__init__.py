@@ -16,7 +16,6 @@ VERBS = [
     ("model", "slm.cli.model", "describe a preset or checkpoint; create a freshly initialised model"),
     ("recipe", "slm.cli.recipe", "run a seed system's pipeline end to end (tinygsm, eft, ...)"),
     ("convert", "slm.cli.convert", "re-write a checkpoint as a clean HF directory (dtype, shards, tokenizer)"),
-    ("export", "slm.cli.export", "export a checkpoint for other runtimes (GGUF for llama.cpp)"),
     ("eval", "slm.cli.eval", "evaluate a checkpoint on YAML-defined tasks (perplexity, choice, generation, code)"),
     ("lm-eval", "slm.cli.lm_eval", "run EleutherAI's lm_eval CLI with `--model slm` registered"),
     ("finetune", "slm.cli.finetune", "supervised fine-tuning (full or LoRA) on JSONL conversations"),
