@@ -1,0 +1,112 @@
+"""Pretraining from a YAML recipe: a model (preset or checkpoint), prepared token shards, the one Trainer.
+
+    model:      {preset: nano, config: {dim: 320}}  or  {init_from: path/to/hf-dir}
+    tokenizer:  path (default: the tokenizer the shards were prepared with)
+    data:       {dir: runs/data, seq_len: 256, batch_size: 16}    batch_size = rows per micro-batch, all ranks
+    train:      TrainConfig fields (slm.train.TrainConfig)
+    out:        the run directory (checkpoints/, metrics.jsonl, loss.png)
+
+`slm pretrain recipes/pretrain-nano.yaml --set train.max_steps=100` runs it; `--devices N` runs it under
+torchrun with N processes (each takes rows rank::N of every global batch).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slm.config import build
+from slm.errors import ConfigError
+from slm.train.trainer import TrainConfig
+
+
+@dataclass
+class ModelSection:
+    preset: str | None = "nano"  # a name from slm.models.PRESETS
+    config: dict = field(default_factory=dict)  # ModelConfig fields that override the preset
+    init_from: str | None = None  # continue from an HF directory instead of a fresh init
+    seed: int = 0  # weight init seed (the same on every rank)
+
+
+@dataclass
+class DataSection:
+    dir: str = "runs/data"  # a directory made by slm.data.shards.prepare (`slm data prepare`)
+    seq_len: int = 512
+    batch_size: int = 8  # rows per micro-batch summed over all processes
+    seed: int = 0  # shuffling seed of the loader
+    epochs: int | None = None  # None: loop over the data for as long as training runs
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tokenizer: str | None = None
+    out: str = "runs/pretrain"
+
+
+def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
+    from slm.config import apply_overrides, load_recipe
+
+    data = load_recipe(recipe, overrides) if recipe else apply_overrides({}, overrides)
+    return build(PretrainConfig, data)
+
+
+def build_model(section: ModelSection, vocab_size: int | None):
+    from slm.models import Decoder, load_model, preset
+
+    if section.init_from:
+        return load_model(section.init_from)
+    if not section.preset:
+        raise ConfigError("model: give a preset or init_from")
+    overrides = dict(section.config)
+    if vocab_size is not None:
+        overrides.setdefault("vocab_size", vocab_size)
+    return Decoder(preset(section.preset, **overrides)).init_weights(section.seed)
+
+
+def make_loaders(cfg: PretrainConfig, rank: int, world: int):
+    from slm.data.loader import PackedLoader
+
+    d = cfg.data
+    if d.batch_size % world:
+        raise ConfigError(f"data.batch_size ({d.batch_size}) must be divisible by the number of processes ({world})")
+    train = PackedLoader(d.dir, "train", d.seq_len, d.batch_size, seed=d.seed, rank=rank, world_size=world,
+                         epochs=d.epochs)
+    val = PackedLoader(d.dir, "val", d.seq_len, d.batch_size, seed=d.seed, rank=rank, world_size=world, epochs=1)
+    return train, val
+
+
+def run(cfg: PretrainConfig, resume: str | None = None, evaluators=()) -> dict:
+    """Build tokenizer, model and loaders from `cfg`, train, and return the trainer's summary (plus `plot`)."""
+    from slm.data.shards import check_tokenizer, read_index
+    from slm.tokenizer import check_compatible, load_tokenizer
+    from slm.train import distributed as D
+    from slm.train.metrics import plot_run
+    from slm.train.trainer import Trainer
+
+    index = read_index(cfg.data.dir)
+    tokenizer = load_tokenizer(cfg.tokenizer or index["tokenizer"]["name"])
+    check_tokenizer(index, tokenizer, where=cfg.data.dir)
+    model = build_model(cfg.model, len(tokenizer))
+    check_compatible(model.config, tokenizer)
+    if cfg.data.seq_len > model.config.max_seq_len:
+        raise ConfigError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
+    dist = D.setup(cfg.train.device)
+    train, val = make_loaders(cfg, dist.rank, dist.world_size)
+    trainer = Trainer(model, cfg.train, train, val, out_dir=cfg.out, tokenizer=tokenizer, evaluators=evaluators)
+    if dist.is_main:
+        from slm.io import atomic_write_text
+        import yaml
+
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(cfg.out) / "recipe.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        print(f"model: {model.num_parameters() / 1e6:.2f}M parameters ({cfg.model.preset or cfg.model.init_from}); "
+              f"data: {cfg.data.dir}; run directory: {cfg.out}")
+    result = trainer.fit(resume=resume)
+    result["model"] = model
+    result["tokenizer"] = tokenizer
+    if dist.is_main:
+        result["plot"] = str(plot_run(cfg.out))
+    return result
