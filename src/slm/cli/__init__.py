@@ -15,9 +15,13 @@ VERBS = [
     ("tokenizer", "slm.cli.tokenizer", "train, inspect and try tokenizers"),
     ("model", "slm.cli.model", "describe a preset or checkpoint; create a freshly initialised model"),
     ("recipe", "slm.cli.recipe", "run a seed system's pipeline end to end (tinygsm, eft, ...)"),
+    ("pretrain", "slm.cli.pretrain", "pretrain a model on prepared token shards from a YAML recipe (torchrun with --devices)"),
+    ("plot", "slm.cli.plot", "write a PNG of a run's training and validation loss"),
     ("convert", "slm.cli.convert", "re-write a checkpoint as a clean HF directory (dtype, shards, tokenizer)"),
     ("eval", "slm.cli.eval", "evaluate a checkpoint on YAML-defined tasks (perplexity, choice, generation, code)"),
     ("lm-eval", "slm.cli.lm_eval", "run EleutherAI's lm_eval CLI with `--model slm` registered"),
+    ("finetune", "slm.cli.finetune", "supervised fine-tuning (full or LoRA) on JSONL conversations"),
+    ("export", "slm.cli.export", "export a checkpoint for other runtimes (GGUF for llama.cpp)"),
 ]
 
 
