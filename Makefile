@@ -29,3 +29,17 @@ test-fast: install
 
 clean:
 	rm -rf $(VENV) runs build dist src/*.egg-info
+
+# GGUF export checked in llama.cpp itself. llama-cpp-python compiles llama.cpp from source (about
+# 10 minutes on two cores), so it is not part of `make test`: installed once here (the stamp), portable
+# flags (no -march=native), without the multimodal library the check does not use.
+LLAMA_CPP_SPEC ?= llama-cpp-python==0.3.36
+LLAMA_CPP_STAMP := $(VENV)/.llama-cpp-installed
+
+$(LLAMA_CPP_STAMP): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(PIP) install -q "$(LLAMA_CPP_SPEC)"
+	touch $(LLAMA_CPP_STAMP)
+
+.PHONY: check-gguf
+check-gguf: $(LLAMA_CPP_STAMP)
+	$(PY) -m pytest tests/export -s -rs

@@ -1,0 +1,118 @@
+"""Batch-1 greedy decode: slm's engine vs llama.cpp (llama-cpp-python) on the same weights, next to the roofline.
+
+    .venv/bin/python benchmarks/decode_llamacpp.py [--presets nano micro] [--tokens 128] [--threads 2]
+
+For each preset (random weights of that shape; speed does not depend on the values) the model is exported to
+GGUF f32 and q8_0 and decoded greedily by llama.cpp, and decoded by slm's Engine in fp32 (and int8 weights,
+when slm.infer.quant is present), all in this one run with the same thread count. tokens/s = new tokens /
+wall time of one generate call (prompt of 16 tokens, then --tokens new ones), median of --repeats runs.
+Roofline = measured memory bandwidth / weight bytes read per token. Needs llama-cpp-python (`make check-gguf`).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import slm
+from slm.export import export_gguf
+from slm.export.parity import llamacpp_greedy, load_llamacpp, slm_greedy
+
+
+def measure_bandwidth(mb: int = 512, repeats: int = 5) -> float:
+    """Bytes/s of a large array copy (read + write), best of a few: the memory roofline's denominator."""
+    src = np.ones(mb * 2**20 // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best
+
+
+def gguf_bytes_per_token(path: Path) -> int:
+    """Bytes of the tensors one token reads: all but token_embd, which counts only when it is also the output."""
+    import gguf
+
+    tensors = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(path).tensors}
+    if "output.weight" in tensors:
+        tensors.pop("token_embd.weight")
+    return sum(tensors.values())
+
+
+def slm_bytes_per_token(model) -> int:
+    try:
+        from slm.infer.quant import weight_bytes
+        return weight_bytes(model)
+    except ImportError:  # same rule by hand: every weight, with a tied embedding counted once (as the head)
+        return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, thread pools, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["nano", "micro"])
+    ap.add_argument("--tokens", type=int, default=128, help="new tokens per generate call")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="threads for both torch and llama.cpp")
+    args = ap.parse_args(argv)
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        print("llama-cpp-python is not installed: run `make check-gguf` first", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    bandwidth = measure_bandwidth()
+    print(f"memory bandwidth (large copy): {bandwidth / 1e9:.1f} GB/s; threads {args.threads}; "
+          f"prompt 16 tokens, {args.tokens} new tokens, median of {args.repeats}")
+    from slm.data.sources import iter_stdlib_texts
+
+    tok = slm.train_tokenizer(list(iter_stdlib_texts(10)), vocab_size=1024, kind="byte-bpe")
+    prompt = list(range(100, 116))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.presets:
+            model = slm.models.Decoder(slm.preset(name)).init_weights(0).eval()
+            runs = [("slm fp32", lambda m=model: slm_greedy(m, prompt, args.tokens), slm_bytes_per_token(model))]
+            try:
+                from slm.infer.quant import quantize_int8
+
+                q = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
+                runs.append(("slm int8", lambda m=q: slm_greedy(m, prompt, args.tokens), slm_bytes_per_token(q)))
+            except ImportError:
+                pass
+            for dtype in ("f32", "q8_0"):
+                path = export_gguf(model, tok, Path(tmp) / f"{name}-{dtype}.gguf", dtype=dtype)
+                llm = load_llamacpp(path, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)
+                runs.append((f"llama.cpp {dtype}", lambda m=llm: llamacpp_greedy(m, prompt, args.tokens),
+                             gguf_bytes_per_token(path)))
+            for label, fn, nbytes in runs:
+                seconds = timed(fn, args.repeats)
+                rows.append((name, label, args.tokens / seconds, nbytes, bandwidth / nbytes))
+                print(f"  {name:6s} {label:16s} {args.tokens / seconds:8.1f} tok/s", flush=True)
+    print("\n| model | engine | tok/s | weight MB/token | roofline tok/s | % of roofline | vs slm fp32 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, label, tps, nbytes, roof in rows:
+        base = next(r[2] for r in rows if r[0] == name and r[1] == "slm fp32")
+        print(f"| {name} | {label} | {tps:.0f} | {nbytes / 1e6:.1f} | {roof:.0f} | {tps / roof:.0%} | {tps / base:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
