@@ -32,8 +32,12 @@ class LoraSettings:
     target_modules: list[str] | None = None  # None: every linear layer of the blocks (DEFAULT_TARGETS)
 
 
-def apply_lora(model, settings: LoraSettings | None = None):
-    """Wrap a Decoder in a peft LoRA model: base weights frozen, only the low-rank adapters train."""
+def apply_lora(model, settings: LoraSettings | None = None, seed: int = 0):
+    """Wrap a Decoder in a peft LoRA model: base weights frozen, only the low-rank adapters train.
+
+    peft draws the A matrices from torch's global generator; a seeded fork makes them a function of `seed`.
+    """
+    import torch
     from peft import LoraConfig, get_peft_model
 
     settings = settings or LoraSettings()
@@ -48,7 +52,9 @@ def apply_lora(model, settings: LoraSettings | None = None):
                        f"its linear layers are {linear}")
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=targets, bias="none")
-    return get_peft_model(model, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def is_lora(model) -> bool:

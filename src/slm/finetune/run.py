@@ -1,0 +1,172 @@
+"""`slm finetune`: SFT (full or LoRA) of an HF-directory model, through the one trainer (slm.train.Trainer).
+
+This module only assembles parts: the model (plus peft's LoRA), the rendered and packed SFT data, and the
+Trainer with its progress bar, metrics.jsonl, checkpoints and exact resume. The single thing a LoRA run
+stores differently is the model inside each checkpoint: the adapters merged into a plain HF directory
+(what users load), the adapter alone (adapter/), and the raw LoRA tensors for an exact resume.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slm.errors import SlmError
+from slm.finetune.lora import LoraSettings
+
+# Trainer defaults suited to fine-tuning (the Trainer's own are TinyLlama's pretraining ones).
+SFT_TRAIN_DEFAULTS = dict(max_steps=200, lr=2e-4, min_lr=2e-5, warmup_steps=10, weight_decay=0.0, log_every=10)
+LORA_STATE = "lora_state.safetensors"
+
+
+@dataclass
+class SFTDataConfig:
+    path: str = ""  # JSONL: {"messages": [...]} or {"prompt", "completion"} per line
+    val_path: str | None = None  # a held-out JSONL for the validation loss
+    val_fraction: float = 0.0  # or hold out this fraction of `path` (seeded)
+    seq_len: int | None = None  # tokens per row; None: the model's max_seq_len
+    batch_size: int = 8  # rows per micro-batch (packed rows of seq_len tokens, or padded examples)
+    pack: bool = True
+    strategy: str = "bfd"  # bfd | greedy
+    overlong: str = "truncate"  # truncate | drop
+    train_on: str = "assistant"  # assistant | all
+    on_bad_line: str = "error"  # error | skip
+    chat_template: str | None = None  # a Jinja file to use instead of the tokenizer's template
+    seed: int = 0
+
+
+@dataclass
+class FinetuneConfig:
+    model: str = ""  # an HF model directory with its tokenizer
+    out: str = "runs/finetune"
+    data: SFTDataConfig = field(default_factory=SFTDataConfig)
+    lora: LoraSettings | None = None  # None: full fine-tuning
+    train: dict = field(default_factory=dict)  # slm.train.TrainConfig fields over SFT_TRAIN_DEFAULTS
+
+
+def build_config(data: dict):
+    """A FinetuneConfig (and its TrainConfig) from a nested dict, checking every key and type."""
+    from slm.config import build
+    from slm.train import TrainConfig
+
+    cfg = build(FinetuneConfig, data)
+    train = build(TrainConfig, {**SFT_TRAIN_DEFAULTS, **cfg.train}, "train")
+    return cfg, train
+
+
+def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), say=print):
+    """(train batches, validation batches or None) from the JSONL file(s), with every loss of data reported."""
+    from slm.finetune.data import load_sft_examples
+    from slm.finetune.packing import SFTBatches
+
+    template = None
+    if cfg.chat_template:
+        path = Path(cfg.chat_template)
+        if not path.is_file():
+            raise SlmError(f"chat template file not found: {path}")
+        template = path.read_text()
+    examples, report = load_sft_examples(cfg.path, tokenizer, template, cfg.train_on, cfg.on_bad_line)
+    say(f"{cfg.path}: {report.summary()}")
+    val_examples = None
+    if cfg.val_path:
+        val_examples, val_report = load_sft_examples(cfg.val_path, tokenizer, template, cfg.train_on, cfg.on_bad_line)
+        say(f"{cfg.val_path}: {val_report.summary()}")
+    elif cfg.val_fraction > 0:
+        if not 0 < cfg.val_fraction < 1:
+            raise SlmError(f"data.val_fraction must be in (0, 1), got {cfg.val_fraction}")
+        order = list(range(len(examples)))
+        random.Random(f"slm-sft-val:{cfg.seed}").shuffle(order)
+        n_val = max(1, int(len(examples) * cfg.val_fraction))
+        val_examples = [examples[i] for i in sorted(order[:n_val])]
+        examples = [examples[i] for i in sorted(order[n_val:])]
+        say(f"held out {n_val} example(s) for validation")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    rank, world_size = world
+    common = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=pad_id, pack=cfg.pack,
+                  strategy=cfg.strategy, overlong=cfg.overlong, rank=rank, world_size=world_size,
+                  attention_mask=False)  # the trainer builds the block mask from document_ids, on the device
+    train = SFTBatches(examples, seed=cfg.seed, **common)
+    stats = train.token_stats()
+    say(f"train: {train.report.summary()}; {stats['rows']} row(s), {len(train)} batch(es) per epoch, "
+        f"{stats['targets']:,} target tokens of {stats['tokens']:,}, {stats['fill']:.0%} of the row slots filled"
+        f"{' (packed, ' + cfg.strategy + ')' if cfg.pack else ' (padded)'}")
+    val = SFTBatches(val_examples, seed=cfg.seed, shuffle=False, **common) if val_examples else None
+    return train, val
+
+
+def sft_trainer_class():
+    """The Trainer, taught to checkpoint a LoRA model; nothing else about the loop changes."""
+    from slm.train import Trainer
+
+    class SFTTrainer(Trainer):
+        def save_model_files(self, directory: Path, model_state: dict) -> None:
+            from slm.finetune.lora import is_lora
+
+            if not is_lora(self.model):
+                return super().save_model_files(directory, model_state)
+            from safetensors.torch import save_file
+
+            from slm.finetune.lora import ADAPTER_DIR, merged_copy, save_adapter
+            from slm.models.hf import write_model_files
+
+            merged = merged_copy(self.model).cpu()
+            if self.tokenizer is not None:
+                for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                    if getattr(merged.config, attr) is None:
+                        setattr(merged.config, attr, getattr(self.tokenizer, attr, None))
+            write_model_files(merged, directory)
+            save_adapter(self.model, directory / ADAPTER_DIR)
+            lora = {k: v.contiguous() for k, v in model_state.items() if ".lora_" in k}
+            save_file(lora, directory / LORA_STATE)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(str(directory))
+
+        def load_model_state(self, directory: Path) -> dict:
+            if not (directory / LORA_STATE).is_file():
+                return super().load_model_state(directory)
+            from safetensors.torch import load_file
+
+            # The base weights are frozen, so the model being resumed already holds them: only LoRA moved.
+            state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            lora = load_file(directory / LORA_STATE)
+            unknown = set(lora) - set(state)
+            if unknown:
+                raise SlmError(f"{directory}: LoRA tensors {sorted(unknown)[:3]} do not fit this model; resume "
+                               "with the same --lora settings")
+            state.update(lora)
+            return state
+
+    return SFTTrainer
+
+
+def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=print) -> dict:
+    """Load the model, the data and (optionally) LoRA, then train with slm.train.Trainer. Returns fit()'s summary."""
+    import os
+
+    import slm
+    from slm.finetune.lora import apply_lora, trainable_parameters
+
+    if not cfg.model:
+        raise SlmError("no model: pass --model DIR (an HF model directory with its tokenizer)")
+    if not cfg.data.path:
+        raise SlmError("no data: pass --data FILE.jsonl")
+    model, tokenizer = slm.load(cfg.model)
+    if tokenizer is None:
+        raise SlmError(f"{cfg.model} has no tokenizer; SFT renders conversations through the tokenizer's chat template")
+    if cfg.data.seq_len is None:
+        cfg.data.seq_len = model.config.max_seq_len
+    if cfg.data.seq_len > model.config.max_seq_len:
+        raise SlmError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
+    world = (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+    rank0_say = say if world[0] == 0 else (lambda *_: None)
+    train_data, val_data = load_data(cfg.data, tokenizer, world, rank0_say)
+    if cfg.lora is not None:
+        model = apply_lora(model, cfg.lora, seed=train_cfg.seed)
+        n_train, n_all = trainable_parameters(model)
+        rank0_say(f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} on {sorted(model.peft_config['default'].target_modules)}:"
+                  f" {n_train:,} trainable parameters of {n_all:,} ({n_train / n_all:.2%})")
+    trainer = sft_trainer_class()(model, train_cfg, train_data, val_data, out_dir=cfg.out, tokenizer=tokenizer)
+    result = trainer.fit(resume=resume)
+    rank0_say(f"fine-tuned model: {result['checkpoint']}"
+              + (" (LoRA merged; the adapter alone is in its adapter/ folder)" if cfg.lora is not None else ""))
+    return result
