@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 
@@ -23,7 +25,6 @@ def llama_tokenizer_dir(tmp_path_factory, corpus_texts):
 
 def word_documents(n, words_per_doc=(5, 40), seed=0):
     """n distinct small documents of varying length."""
-    import random
 
     from slm.data.sources import Document
 
@@ -31,3 +32,8 @@ def word_documents(n, words_per_doc=(5, 40), seed=0):
     vocab = ["def", "class", "return", "data", "loader", "token", "shard", "epoch", "alpha", "beta", "gamma", "x"]
     return [Document(f"doc {i}: " + " ".join(rng.choice(vocab) for _ in range(rng.randint(*words_per_doc))),
                      f"gen#{i}") for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def make_docs():
+    return word_documents
