@@ -14,6 +14,20 @@ def tiny_config(vocab_size: int = 320, **overrides) -> ModelConfig:
     return ModelConfig(**{**base, **overrides})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    return tiny_config
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     texts = ["def main():\n    return 0\n", "import os\nimport sys\n", "class A:\n    pass\n"] * 20

@@ -1,0 +1,89 @@
+"""Weight-only int8 quantization: each nn.Linear's weight becomes int8 with one fp32 scale per output channel.
+
+Symmetric per output channel: scale_o = max_i |W_oi| / 127, q_oi = round(W_oi / scale_o) in [-127, 127].
+Activations stay in floating point; the matmul reads int8 weights (a quarter of fp32's bytes, which is what
+batch-1 decoding is bound by) through PyTorch's int8-weight kernel where there is one.
+
+The embedding table stays in floating point (a lookup reads one row per token, so it costs no bandwidth);
+the LM head is quantized unless include_lm_head=False. With tied embeddings the quantized head becomes its
+own int8 copy, so the table and the head are no longer one tensor (inference only).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 weight [out, in], fp32 scale [out])."""
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.contiguous(), scale
+
+
+class QuantLinear(nn.Module):
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.out_features, self.in_features = weight_int8.shape
+        self.register_buffer("weight_int8", weight_int8)
+        self.register_buffer("scale", scale)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "QuantLinear":
+        q, scale = quantize_weight(linear.weight)
+        return cls(q, scale.to(linear.weight.device), linear.bias)
+
+    def dequantized_weight(self, dtype=torch.float32) -> torch.Tensor:
+        return self.weight_int8.to(dtype) * self.scale.to(dtype)[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        if x.device.type == "cpu" and x.dtype == torch.float32:
+            y = torch.ops.aten._weight_int8pack_mm(x2.contiguous(), self.weight_int8, self.scale)
+        else:  # other devices / dtypes: convert the int8 weight on the fly (correct, not the fast path)
+            y = F.linear(x2, self.weight_int8.to(x.dtype)) * self.scale.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
+
+
+def quantize_int8(model: nn.Module, include_lm_head: bool = True, skip: tuple[str, ...] = ()) -> nn.Module:
+    """Replace every nn.Linear (except names in `skip`, and the LM head unless include_lm_head) in place."""
+    targets = []
+    for name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            if not isinstance(child, nn.Linear) or full in skip:
+                continue
+            if child_name == "lm_head" and not include_lm_head:
+                continue
+            targets.append((module, child_name, child))
+    for parent, child_name, child in targets:
+        setattr(parent, child_name, QuantLinear.from_linear(child))
+    return model
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes one decoded token must read: every linear (float or int8 + scales) and norm weight.
+
+    Embedding tables are skipped (a lookup reads one row) unless they double as the LM head, in which case
+    the head counts them; rotary tables and other buffers are not weights.
+    """
+    total, seen = 0, set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            continue
+        tensors = [module.weight_int8, module.scale] if isinstance(module, QuantLinear) else []
+        tensors += [p for p in module.parameters(recurse=False)]
+        for t in tensors:
+            if id(t) not in seen:
+                seen.add(id(t))
+                total += t.numel() * t.element_size()
+    return total

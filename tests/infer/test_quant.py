@@ -1,0 +1,47 @@
+import copy
+
+import torch
+from torch import nn
+
+from slm.infer import Engine, SamplingParams
+from slm.infer.quant import QuantLinear, quantize_int8, quantize_weight, weight_bytes
+from slm.models import Decoder
+
+
+def test_per_channel_quantization_round_trips_within_half_a_step():
+    torch.manual_seed(0)
+    w = torch.randn(16, 32) * torch.logspace(-3, 1, 16)[:, None]  # rows of very different scales
+    q, scale = quantize_weight(w)
+    assert q.dtype == torch.int8 and scale.shape == (16,)
+    assert q.abs().amax(dim=1).tolist() == [127] * 16  # each row uses its full range
+    assert torch.all((q.float() * scale[:, None] - w).abs() <= scale[:, None] / 2 + 1e-7)
+
+
+def test_quant_linear_matches_its_dequantized_weight():
+    torch.manual_seed(0)
+    linear = nn.Linear(32, 24, bias=True)
+    ql = QuantLinear.from_linear(linear)
+    x = torch.randn(3, 5, 32)
+    expected = x @ ql.dequantized_weight().T + linear.bias
+    assert torch.allclose(ql(x), expected, atol=1e-5)
+    assert torch.allclose(ql(x), linear(x), atol=0.05)
+
+
+def test_quantize_int8_model(tiny_model, make_config):
+    model = Decoder(make_config(300, tie_embeddings=True)).init_weights(seed=3).eval()
+    reference = copy.deepcopy(model)
+    before = weight_bytes(model)
+    quantize_int8(model)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears == [] and isinstance(model.lm_head, QuantLinear)
+    assert isinstance(model.embed, nn.Embedding)  # the lookup table stays float
+    assert weight_bytes(model) < 0.3 * before
+    ids = torch.randint(0, 300, (2, 20))
+    with torch.no_grad():
+        logp, ref = model(ids).log_softmax(-1), reference(ids).log_softmax(-1)
+    assert (logp.exp() - ref.exp()).abs().max() < 0.02
+    [c] = Engine(model).generate([[1, 2, 3]], SamplingParams(max_tokens=8))
+    assert len(c.token_ids) == 8
+
+    head_kept = quantize_int8(copy.deepcopy(reference), include_lm_head=False)
+    assert type(head_kept.lm_head) is nn.Linear and isinstance(head_kept.layers[0].attn.q_proj, QuantLinear)
