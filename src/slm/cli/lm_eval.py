@@ -5,6 +5,9 @@ import argparse
 
 
 def register(p: argparse.ArgumentParser) -> None:
+    # Every token, options included, belongs to lm_eval (`slm lm-eval --help` shows lm_eval's help): with no
+    # prefix character left, argparse sees only positionals and REMAINDER takes them all.
+    p.prefix_chars = "\0"
     p.add_argument("args", nargs=argparse.REMAINDER,
                    help="lm_eval's own arguments, e.g. --model slm --model_args pretrained=DIR --tasks hellaswag "
                         "(`slm lm-eval run --help` lists them)")

@@ -11,6 +11,8 @@ truncation, reproduced exactly), generate_until onto the inference engine.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import model_registry
@@ -35,7 +37,7 @@ class SlmLM(TemplateLM):
 
             if dtype not in _DTYPES:
                 raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-            model, loaded_tokenizer = slm.load(pretrained, dtype=_DTYPES[dtype], device=device or "cpu")
+            model, loaded_tokenizer = slm.load(pretrained, dtype=_DTYPES[dtype], device=_usable(device))
             tokenizer = tokenizer or loaded_tokenizer
         if tokenizer is None:
             raise ValueError("slm needs a tokenizer (the checkpoint has none; pass tokenizer=)")
@@ -118,6 +120,15 @@ class SlmLM(TemplateLM):
         for req, text in zip(requests, texts):
             self.cache_hook.add_partial("generate_until", req.args, text)
         return texts
+
+
+def _usable(device: str | None) -> str:
+    """lm_eval's CLI asks for cuda by default; like its hf backend, fall back to the CPU when there is none."""
+    if not device or (device.startswith("cuda") and not torch.cuda.is_available()):
+        if device:
+            logging.getLogger(__name__).warning("device %s is not available; using cpu", device)
+        return "cpu"
+    return device
 
 
 def _as_bool(value) -> bool | None:
