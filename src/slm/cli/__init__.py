@@ -13,6 +13,7 @@ import sys
 VERBS = [
     ("demo", "slm.cli.demo", "run the main job on the embedded corpus (what `make demo` runs)"),
     ("tokenizer", "slm.cli.tokenizer", "train, inspect and try tokenizers"),
+    ("data", "slm.cli.data", "prepare token shards from text sources; describe prepared data"),
     ("model", "slm.cli.model", "describe a preset or checkpoint; create a freshly initialised model"),
     ("recipe", "slm.cli.recipe", "run a seed system's pipeline end to end (tinygsm, eft, ...)"),
     ("pretrain", "slm.cli.pretrain", "pretrain a model on prepared token shards from a YAML recipe (torchrun with --devices)"),

@@ -186,3 +186,33 @@ def hf_documents(name_or_path: str, split: str = "train", field: str = "text",
             raise SlmError(f"dataset {name_or_path!r}: no field {field!r}; fields are {sorted(record)}")
         if isinstance(record[field], str):
             yield Document(record[field], f"hf:{name_or_path}:{split}#{i}")
+
+
+def file_documents(path: str | Path) -> Iterator[Document]:
+    """A single text file as one document (nothing for a binary file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlmError(f"source file not found: {path}")
+    text = read_text_file(path)
+    if text is not None:
+        yield Document(text, path.as_posix())
+
+
+SOURCE_KINDS = ("stdlib", "folder", "file", "jsonl", "parquet", "hf")
+
+
+def open_source(kind: str, target: str = "", **options) -> Iterator[Document]:
+    """One source by kind: stdlib (options: limit), folder (patterns), file, jsonl (field, skip_bad),
+    parquet (column), hf (split, field, config). `target` is the path or dataset name."""
+    readers = {
+        "stdlib": lambda: stdlib_documents(options.get("limit")),
+        "folder": lambda: folder_documents(target, options.get("patterns") or ("**/*",)),
+        "file": lambda: file_documents(target),
+        "jsonl": lambda: jsonl_documents(target, options.get("field", "text"), options.get("skip_bad", False)),
+        "parquet": lambda: parquet_documents(target, options.get("column", "text")),
+        "hf": lambda: hf_documents(target, options.get("split", "train"), options.get("field", "text"),
+                                   options.get("config")),
+    }
+    if kind not in readers:
+        raise SlmError(f"unknown source kind {kind!r}; choose one of {', '.join(SOURCE_KINDS)}")
+    return readers[kind]()
