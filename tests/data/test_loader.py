@@ -166,3 +166,11 @@ def test_clear_errors(data_dir):
         PackedLoader(data_dir, "val", seq_len=T, batch_size=10**6, epochs=1)
     with pytest.raises(SlmError, match="outside world size"):
         PackedLoader(data_dir, seq_len=T, batch_size=1, rank=2, world_size=2)
+
+
+def test_positional_arguments_match_keywords(data_dir):
+    a = next(iter(PackedLoader(data_dir, "train", T, 2, seed=4)))
+    b = next(iter(PackedLoader(data_dir, split="train", seq_len=T, batch_size=2, seed=4)))
+    assert torch.equal(a["input_ids"], b["input_ids"])
+    with pytest.raises(SlmError, match="needs seq_len and batch_size"):
+        PackedLoader(data_dir)

@@ -15,9 +15,10 @@ a fixed function of (seed, epoch), so every process computes the same order with
 Epochs are laid end to end into one sequence of windows, and global batch g is the next
 batch_size * world_size windows of it (a batch may hold the end of one epoch and the start of the next).
 
-Ranks. Rank r of W takes rows r::W of each global batch. So W ranks with batch_size B together see exactly
-the windows, in the same rows order interleaved, that one process sees with batch_size B*W: the global batch
-is identical, which is what makes a DDP run equal to a single-process run with the larger batch.
+Ranks. batch_size is per rank; the global batch is batch_size * world_size rows, and rank r of W takes rows
+r::W of it. So W ranks with batch_size B together see exactly the rows that one process sees with batch_size
+B*W (rank r's row i is the single process's row i*W + r): the global batch is identical, which is what makes
+a DDP run (gradients averaged over ranks) equal to a single-process run with the larger batch.
 
 Resumption. The position is one number, the count of windows consumed (a multiple of the global batch);
 state_dict() after k batches and load_state_dict() on a new loader make it yield batch k+1 next. Because
@@ -37,12 +38,16 @@ STATE_VERSION = 1
 
 
 class PackedLoader:
-    def __init__(self, data_dir: str | Path, split: str = "train", *, seq_len: int, batch_size: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, epochs: int | None = None, shuffle: bool = True,
-                 drop_last: bool = True):
-        """epochs=None repeats forever. With a finite epoch count the last global batch, if partial, is dropped
-        (drop_last, the default, which keeps every rank at the same batch count); drop_last=False yields it
-        (ranks then split a short batch, some possibly getting fewer rows: for single-process evaluation)."""
+    def __init__(self, data_dir: str | Path, split: str = "train", seq_len: int | None = None,
+                 batch_size: int | None = None, *, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 epochs: int | None = None, shuffle: bool = True, drop_last: bool = True):
+        """seq_len and batch_size are required; batch_size counts the rows of THIS rank's batches (the global
+        batch is batch_size * world_size). epochs=None repeats forever. With a finite epoch count the last
+        global batch, if partial, is dropped (drop_last, the default, which keeps every rank at the same batch
+        count); drop_last=False yields it (ranks then split a short batch, some possibly getting fewer rows:
+        meant for single-process evaluation)."""
+        if seq_len is None or batch_size is None:
+            raise SlmError("PackedLoader needs seq_len and batch_size")
         self.data_dir = Path(data_dir)
         self.index = read_index(self.data_dir)
         if split not in self.index["splits"]:
