@@ -73,7 +73,7 @@ def test_split_is_by_content_not_by_order(tmp_path, byte_tokenizer_dir, make_doc
 
 
 def _tree_bytes(path):
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def test_rerun_is_byte_identical_and_shards_roll_over(tmp_path, byte_tokenizer_dir, make_docs):
@@ -140,3 +140,12 @@ def test_bad_inputs_are_clear_errors(tmp_path, byte_tokenizer_dir, make_docs):
         prepare(make_docs(3), byte_tokenizer_dir, tmp_path / "d", val_fraction=1.5, progress=False)
     with pytest.raises(SlmError, match="not a prepared data directory"):
         read_index(tmp_path)
+
+
+def test_data_directory_carries_its_tokenizer(tmp_path, byte_tokenizer_dir, make_docs):
+    from slm.data.shards import check_tokenizer, load_data_tokenizer
+
+    index = prepare(make_docs(5), byte_tokenizer_dir, tmp_path / "d", val_fraction=0.0, progress=False)
+    copy = load_data_tokenizer(tmp_path / "d")
+    check_tokenizer(index, copy)  # the same vocabulary as the original, by fingerprint
+    assert copy("def x")["input_ids"] == load_tokenizer(byte_tokenizer_dir)("def x")["input_ids"]

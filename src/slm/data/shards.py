@@ -11,6 +11,7 @@ whatever the worker count):
                             (the stream is the concatenation of the split's shards in order)
     train.docs.jsonl        one line per document, same order: {"source": provenance, "hash": content hash}
     val-00000.bin ...       the same for the validation split
+    tokenizer/              a copy of the tokenizer the shards were made with (load_data_tokenizer)
 
 A document goes to validation when a hash of (seed, its normalized text) falls below val_fraction, so the
 split depends on neither the order of the sources nor the number of workers, and a document keeps its
@@ -39,6 +40,7 @@ VERSION = 1
 SPLITS = ("train", "val")
 DEFAULT_SHARD_TOKENS = 256 * 1024 * 1024  # 512 MiB per shard at uint16
 CHUNK_DOCS = 64  # documents per task sent to a worker
+TOKENIZER_DIR = "tokenizer"  # a copy of the tokenizer inside the data directory
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -231,7 +233,7 @@ def prepare(sources: Iterable[Document], tokenizer_dir: str | Path, out_dir: str
     if shard_tokens < 1:
         raise SlmError(f"shard_tokens must be positive, got {shard_tokens}")
     tokenizer = load_tokenizer(tokenizer_dir)
-    info = tokenizer_info(tokenizer, name=str(tokenizer_dir))
+    info = {**tokenizer_info(tokenizer, name=str(tokenizer_dir)), "dir": TOKENIZER_DIR}
     if append_eos and info["eos_token_id"] is None:
         raise SlmError(f"{tokenizer_dir}: the tokenizer has no eos token to end documents with (use append_eos=False)")
     dtype = token_dtype(info["vocab_size"])
@@ -272,6 +274,7 @@ def prepare(sources: Iterable[Document], tokenizer_dir: str | Path, out_dir: str
         index = {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "tokenizer": info,
                  "seed": seed, "val_fraction": val_fraction, "dedup": dedup, "append_eos": append_eos,
                  "sources": list(description or []), "counts": counts, "splits": splits}
+        tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))  # the data directory carries its own tokenizer
         (tmp / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return index
 
@@ -289,6 +292,14 @@ def read_index(data_dir: str | Path) -> dict:
         raise SlmError(f"{path}: not a {FORMAT} v{VERSION} index (format {index.get('format')!r}, "
                        f"version {index.get('version')!r})")
     return index
+
+
+def load_data_tokenizer(data_dir: str | Path):
+    """The tokenizer a data directory was prepared with (its own copy, wherever the original went)."""
+    from slm.tokenizer import load_tokenizer
+
+    index = read_index(data_dir)
+    return load_tokenizer(Path(data_dir) / index["tokenizer"].get("dir", TOKENIZER_DIR))
 
 
 def check_tokenizer(index: dict, tokenizer, where: str = "data") -> None:
