@@ -102,3 +102,20 @@ def test_the_readme_command_runs(lm_eval_setup, tmp_path):
     assert "slm_mc" in proc.stdout and "acc" in proc.stdout
     [result_file] = list(tmp_path.rglob("results_*.json"))
     assert "acc,none" in json.loads(result_file.read_text())["results"]["slm_mc"]
+
+
+def test_plugin_pth_registers_slm_for_the_plain_lm_eval_command(tmp_path):
+    from slm.eval import lm_eval_plugin
+
+    probe = ("import site, sys; {add}from lm_eval.api.registry import get_model\n"
+             "try:\n    print(get_model('slm').__name__)\nexcept Exception as e:\n    print('missing')\n"
+             "print('torch' in sys.modules)")
+    without = subprocess.run([sys.executable, "-c", probe.format(add="")], capture_output=True, text=True)
+    assert without.stdout.split()[0] == "missing"
+    path = lm_eval_plugin.install(tmp_path)
+    assert path.name.endswith(".pth") and path.read_text().startswith("import sys; exec(")
+    # site.addsitedir processes .pth files exactly as interpreter start-up does for site-packages
+    with_hook = subprocess.run([sys.executable, "-c", probe.format(add=f"site.addsitedir({str(tmp_path)!r}); ")],
+                               capture_output=True, text=True)
+    assert with_hook.stdout.split() == ["SlmLM", "True"], with_hook.stderr[-1000:]
+    assert lm_eval_plugin.uninstall(tmp_path) == path and not path.exists()

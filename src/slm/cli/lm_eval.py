@@ -10,7 +10,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.prefix_chars = "\0"
     p.add_argument("args", nargs=argparse.REMAINDER,
                    help="lm_eval's own arguments, e.g. --model slm --model_args pretrained=DIR --tasks hellaswag "
-                        "(`slm lm-eval run --help` lists them)")
+                        "(`slm lm-eval run --help` lists them); or --install-plugin / --uninstall-plugin to "
+                        "make the plain `lm_eval --model slm` command work in this environment")
     p.set_defaults(func=run)
 
 
@@ -20,7 +21,7 @@ def run(args) -> int:
     from slm.errors import SlmError
 
     try:
-        from lm_eval.__main__ import cli_evaluate
+        from lm_eval.__main__ import cli_evaluate  # noqa: F401  (fails early when lm-eval is missing)
     except ImportError:
         raise SlmError("lm-eval is not installed: pip install 'slm[eval]'") from None
     import slm.eval.lm_eval_adapter  # noqa: F401  registers --model slm
@@ -28,9 +29,23 @@ def run(args) -> int:
     argv = list(args.args)
     if argv[:1] == ["--"]:
         argv = argv[1:]
+    if argv[:1] in (["--install-plugin"], ["--uninstall-plugin"]):
+        return _plugin(argv[0])
     sys.argv = ["lm_eval", *argv]
     try:
         cli_evaluate()
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+def _plugin(action: str) -> int:
+    from slm.eval import lm_eval_plugin
+
+    if action == "--install-plugin":
+        path = lm_eval_plugin.install()
+        print(f"installed {path}: `lm_eval --model slm ...` now works in this environment")
+    else:
+        path = lm_eval_plugin.uninstall()
+        print(f"removed {path}" if path else "no slm plugin was installed")
     return 0
