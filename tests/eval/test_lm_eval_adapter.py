@@ -108,8 +108,7 @@ def test_plugin_pth_registers_slm_for_the_plain_lm_eval_command(tmp_path):
     from slm.eval import lm_eval_plugin
 
     probe = ("import site, sys; {add}from lm_eval.api.registry import get_model\n"
-             "try:\n    print(get_model('slm').__name__)\nexcept Exception as e:\n    print('missing')\n"
-             "print('torch' in sys.modules)")
+             "try:\n    print(get_model('slm').__name__)\nexcept Exception as e:\n    print('missing')\n")
     without = subprocess.run([sys.executable, "-c", probe.format(add="")], capture_output=True, text=True)
     assert without.stdout.split()[0] == "missing"
     path = lm_eval_plugin.install(tmp_path)
@@ -117,5 +116,5 @@ def test_plugin_pth_registers_slm_for_the_plain_lm_eval_command(tmp_path):
     # site.addsitedir processes .pth files exactly as interpreter start-up does for site-packages
     with_hook = subprocess.run([sys.executable, "-c", probe.format(add=f"site.addsitedir({str(tmp_path)!r}); ")],
                                capture_output=True, text=True)
-    assert with_hook.stdout.split() == ["SlmLM", "True"], with_hook.stderr[-1000:]
+    assert with_hook.stdout.split() == ["SlmLM"], with_hook.stderr[-1000:]
     assert lm_eval_plugin.uninstall(tmp_path) == path and not path.exists()
