@@ -1,0 +1,156 @@
+"""Training throughput: slm's Trainer against a plain transformers LlamaForCausalLM + torch.optim.AdamW loop.
+
+Same model shape, batch, sequence length, data and thread count, in one process. Each side trains
+--steps measured steps after --warmup steps (compilation and allocator warm-up are not counted), in
+--rounds alternating rounds; the best round of each counts (the machine may be shared). Prints tokens/s
+for both, the ratio, and MFU against this machine's measured matmul peak.
+
+    python benchmarks/train_throughput.py                       # nano on CPU, fp32
+    python benchmarks/train_throughput.py --preset tinyllama-1.1b --batch 4 --seq 2048   # on a GPU, bf16
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Best FLOP/s of an n x n matmul: the practical peak this machine gives a dense training step."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class FixedBatches:
+    """The same list of batches, cycled; stateful so that the Trainer treats it like a real loader."""
+
+    def __init__(self, batches):
+        self.batches, self.position = batches, 0
+
+    def __iter__(self):
+        while True:
+            batch = self.batches[self.position % len(self.batches)]
+            self.position += 1
+            yield batch
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = state["position"]
+
+
+def run_slm(cfg, batches, args, device) -> float:
+    """Tokens/s of slm's Trainer over the measured steps (its own per-step timing, logged every step)."""
+    from slm.models import Decoder
+    from slm.train import TrainConfig, Trainer
+
+    model = Decoder(cfg).init_weights(0)
+    config = TrainConfig(max_steps=args.warmup + args.steps, lr=4e-4, min_lr=4e-5, warmup_steps=0,
+                         log_every=1, save_every=0, keep_last=1, compile=not args.no_compile,
+                         precision="bf16" if args.bf16 else "fp32", device=str(device), progress=False)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(model, config, FixedBatches(batches), out_dir=out)
+        trainer.save_checkpoint = lambda: None  # the benchmark measures training steps, not disk writes
+        trainer.fit()
+    measured = [r for r in trainer.history if "tokens_per_s" in r][args.warmup:]
+    tokens = args.batch * args.seq * len(measured)
+    return tokens / sum(args.batch * args.seq / r["tokens_per_s"] for r in measured)
+
+
+def run_transformers(cfg, batches, args, device) -> float:
+    """Tokens/s of the loop a transformers user writes: model(input_ids, labels) -> loss.backward -> AdamW."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from slm.models.hf import config_to_hf
+
+    hf_config = LlamaConfig(**config_to_hf(cfg))
+    hf_config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(hf_config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                                  fused=device.type == "cuda" or None)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    times = []
+    for i in range(args.warmup + args.steps):
+        batch = batches[i % len(batches)]
+        sync(device)
+        t = time.perf_counter()
+        ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+        with autocast:
+            logits = model(input_ids=ids).logits
+            # labels are already shifted (as slm's batches): the same targets, the same cross entropy.
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return args.batch * args.seq * args.steps / sum(times[args.warmup:])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="nano")
+    p.add_argument("--vocab", type=int, default=None, help="vocabulary size (default: the preset's)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for both (default on CUDA)")
+    p.add_argument("--no-compile", action="store_true", help="slm without torch.compile")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    args.bf16 = args.bf16 or device.type == "cuda"
+
+    from slm.models import flops_per_token, preset
+
+    overrides = {"max_seq_len": max(args.seq, 64)}
+    if args.vocab:
+        overrides["vocab_size"] = args.vocab
+    cfg = preset(args.preset, **overrides)
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(4):
+        ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=g)
+        batches.append({"input_ids": ids[:, :-1].contiguous(), "labels": ids[:, 1:].contiguous()})
+
+    peak = matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32)
+    flops = flops_per_token(cfg, args.seq, training=True)
+    print(f"{args.preset}: {cfg.n_layers} layers, dim {cfg.dim}, vocab {cfg.vocab_size}; batch {args.batch} x "
+          f"{args.seq}; {device}, {'bf16' if args.bf16 else 'fp32'}, {torch.get_num_threads()} threads; "
+          f"slm compile={not args.no_compile}")
+    print(f"measured matmul peak: {peak / 1e9:,.1f} GFLOP/s; {flops / 1e6:,.1f} MFLOP per trained token")
+    best = {"transformers": 0.0, "slm": 0.0}
+    for r in range(args.rounds):
+        for name, fn in (("transformers", run_transformers), ("slm", run_slm)):
+            tps = fn(cfg, batches, args, device)
+            best[name] = max(best[name], tps)
+            print(f"  round {r + 1}: {name:12s} {tps:10,.0f} tokens/s", flush=True)
+    for name, tps in best.items():
+        print(f"{name:12s} {tps:10,.0f} tokens/s   MFU {tps * flops / peak:6.1%}")
+    print(f"ratio slm / transformers: {best['slm'] / best['transformers']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
