@@ -336,7 +336,7 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     result = {"seed": seed, "metrics": metrics, "n_samples": e.n_samples, "test_problems": len(test),
               "train_problems": len(train), "filter_report": asdict(data["report"]),
               "template_leaks": data["template_leaks"], "templates": data["templates"],
-              "verifier_samples": len(verifier_examples), "verifier_positive_rate": positive,
+              "verifier_questions": len(verifier_qs), "verifier_samples": len(verifier_examples), "verifier_positive_rate": positive,
               "generator_final_loss": gen_result.get("loss"), "parameters": generator.num_parameters(),
               "seconds": timings}
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
