@@ -93,19 +93,14 @@ def tokenizer_info(tokenizer, name: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- tokenizing
-# The worker state: one tokenizer per process, loaded once by the pool initializer.
+# The worker state: one tokenizer per process, set once by the pool initializer.
 _worker: dict = {}
 
 
-def _init_worker(tokenizer_dir: str, prefix: list[int], suffix: list[int], dtype: str, tokenizer=None) -> None:
-    """In a pool process: load the tokenizer once. In-process (workers=1) the caller passes the loaded one."""
-    tok = tokenizer
-    if tok is None:
+def _init_worker(tokenizer, prefix: list[int], suffix: list[int], dtype: str, pooled: bool = True) -> None:
+    if pooled:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the pool is the parallelism; no threads inside a worker
-        from slm.tokenizer import load_tokenizer
-
-        tok = load_tokenizer(tokenizer_dir)
-    _worker.update(tokenizer=tok, prefix=prefix, suffix=suffix, dtype=np.dtype(dtype))
+    _worker.update(tokenizer=tokenizer, prefix=prefix, suffix=suffix, dtype=np.dtype(dtype))
 
 
 def _encode_chunk(texts: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -137,21 +132,23 @@ def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]
         yield chunk
 
 
-def _encoded(documents: Iterable[Document], workers: int, init_args: tuple,
-             tokenizer) -> Iterator[tuple[Document, str, np.ndarray]]:
-    """(document, hash, tokens) in source order. With workers > 1 a spawn pool tokenizes; at most a few chunks per
+def _encoded(documents: Iterable[Document], workers: int,
+             init_args: tuple) -> Iterator[tuple[Document, str, np.ndarray]]:
+    """(document, hash, tokens) in source order. With workers > 1 a process pool tokenizes; at most a few chunks per
     worker are in flight, so a corpus of any size streams through in bounded memory."""
     if workers <= 1:
-        _init_worker(*init_args, tokenizer=tokenizer)
+        _init_worker(*init_args, pooled=False)
         for chunk in _chunks(documents, CHUNK_DOCS):
             yield from ((doc, h, t) for doc, (h, t) in zip(chunk, _encode_chunk([d.text for d in chunk])))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: the parent has already used the Rust tokenizer (and maybe torch), which fork does not
-    # survive. An executor, not mp.Pool: a worker that fails to start is an error here, not an endless respawn.
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+    # fork where there is one: workers inherit the loaded tokenizer and start at once (spawn re-imports torch and
+    # transformers in each: seconds per worker). Workers only run the Rust tokenizer (its thread pool off, see
+    # _init_worker) and numpy. An executor, not mp.Pool: a worker that dies is an error here, not a hang.
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker,
                              initargs=init_args) as pool:
         pending: deque = deque()
         try:
@@ -239,7 +236,7 @@ def prepare(sources: Iterable[Document], tokenizer_dir: str | Path, out_dir: str
     dtype = token_dtype(info["vocab_size"])
     prefix = [info["bos_token_id"]] if info["adds_bos"] else []
     suffix = [info["eos_token_id"]] if append_eos else []
-    init_args = (str(tokenizer_dir), prefix, suffix, dtype.str)
+    init_args = (tokenizer, prefix, suffix, dtype.str)
 
     counts = {"documents_read": 0, "duplicates_removed": 0, "empty_skipped": 0}
     seen: set[str] = set()
@@ -248,7 +245,7 @@ def prepare(sources: Iterable[Document], tokenizer_dir: str | Path, out_dir: str
         writers = {s: _SplitWriter(tmp, s, dtype, shard_tokens) for s in SPLITS}
         bar = tqdm(desc="tokenizing", unit="doc", disable=not progress, dynamic_ncols=True)
         try:
-            for doc, doc_hash, tokens in _encoded(sources, max(1, workers), init_args, tokenizer):
+            for doc, doc_hash, tokens in _encoded(sources, max(1, workers), init_args):
                 counts["documents_read"] += 1
                 bar.update(1)
                 if not doc_hash:
