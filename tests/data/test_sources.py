@@ -50,10 +50,11 @@ def test_jsonl_named_field_and_line_provenance(tmp_path):
     ('{"body": "no text field"}', "no field 'text'"),
     ('["a", "list"]', "no field 'text'"),
     ('{"text": 42}', "field 'text' holds int, not a string"),
+    ('{"text": "caf\xe9"}', "not UTF-8 (byte 14)"),
 ])
 def test_malformed_jsonl_line_is_reported_with_file_and_line(tmp_path, line, why, capsys):
     f = tmp_path / "bad.jsonl"
-    f.write_text('{"text": "fine"}\n' + line + '\n{"text": "after"}\n')
+    f.write_bytes(('{"text": "fine"}\n' + line + '\n{"text": "after"}\n').encode("latin-1"))  # ASCII but one line
     with pytest.raises(SlmError, match=re.escape(f"{f}:2: {why}")):
         list(jsonl_documents(f, "text"))
     docs = list(jsonl_documents(f, "text", skip_bad=True))

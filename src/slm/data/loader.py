@@ -70,7 +70,7 @@ class PackedLoader:
                         for s in shards]
         self._shard_starts = np.cumsum([0] + [s["tokens"] for s in shards])
         self.total_tokens = int(self._shard_starts[-1])
-        self._doc_starts = np.load(self.data_dir / info["offsets"])
+        self._doc_starts = np.load(self.data_dir / info["offsets"], mmap_mode="r")
         if int(self._doc_starts[-1]) != self.total_tokens:
             raise SlmError(f"{data_dir}: the {split} offsets and shards disagree ({self._doc_starts[-1]} vs "
                            f"{self.total_tokens} tokens); the directory is damaged, prepare it again")

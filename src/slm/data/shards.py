@@ -24,8 +24,8 @@ import json
 import os
 import time
 import unicodedata
+from array import array
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -170,44 +170,43 @@ def _drain(item) -> Iterator[tuple[Document, str, np.ndarray]]:
 
 
 # ------------------------------------------------------------------------------------------------- writing
-@dataclass
 class _SplitWriter:
-    """Appends documents to one split's shard files, starting a new shard once one holds shard_tokens."""
-    directory: Path
-    split: str
-    dtype: np.dtype
-    shard_tokens: int
-    shards: list = field(default_factory=list)
-    offsets: list = field(default_factory=lambda: [0])
-    docs: list = field(default_factory=list)
-    _file: object = None
+    """Appends documents to one split's shard files (a new shard once one holds shard_tokens), its provenance
+    file line by line, and its offsets to a compact array: memory stays small however large the corpus."""
+
+    def __init__(self, directory: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.directory, self.split, self.dtype, self.shard_tokens = directory, split, dtype, shard_tokens
+        self.shards: list[dict] = []
+        self.offsets = array("q", [0])
+        self._shard_file = None
+        self._docs_file = open(directory / f"{split}.docs.jsonl", "w", encoding="utf-8", newline="\n")
 
     def add(self, tokens: np.ndarray, doc: Document, doc_hash: str) -> None:
-        if self._file is None or self.shards[-1]["tokens"] >= self.shard_tokens:
+        if self._shard_file is None or self.shards[-1]["tokens"] >= self.shard_tokens:
             self._open_shard()
-        tokens.astype(self.dtype, copy=False).tofile(self._file)
+        tokens.astype(self.dtype, copy=False).tofile(self._shard_file)
         self.shards[-1]["tokens"] += len(tokens)
         self.shards[-1]["documents"] += 1
         self.offsets.append(self.offsets[-1] + len(tokens))
-        self.docs.append(json.dumps({"source": doc.source, "hash": doc_hash}, ensure_ascii=False))
+        self._docs_file.write(json.dumps({"source": doc.source, "hash": doc_hash}, ensure_ascii=False) + "\n")
 
     def _open_shard(self) -> None:
-        self.close()
+        if self._shard_file is not None:
+            self._shard_file.close()
         name = f"{self.split}-{len(self.shards):05d}.bin"
-        self._file = open(self.directory / name, "wb")
+        self._shard_file = open(self.directory / name, "wb")
         self.shards.append({"file": name, "tokens": 0, "documents": 0})
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for f in (self._shard_file, self._docs_file):
+            if f is not None:
+                f.close()
+        self._shard_file = self._docs_file = None
 
     def finish(self) -> dict:
         self.close()
-        np.save(self.directory / f"{self.split}.offsets.npy", np.asarray(self.offsets, dtype=np.int64))
-        (self.directory / f"{self.split}.docs.jsonl").write_text(
-            "".join(line + "\n" for line in self.docs), encoding="utf-8")
-        return {"documents": len(self.docs), "tokens": int(self.offsets[-1]), "shards": self.shards,
+        np.save(self.directory / f"{self.split}.offsets.npy", np.frombuffer(self.offsets, dtype=np.int64))
+        return {"documents": len(self.offsets) - 1, "tokens": int(self.offsets[-1]), "shards": self.shards,
                 "offsets": f"{self.split}.offsets.npy", "docs": f"{self.split}.docs.jsonl"}
 
 

@@ -112,9 +112,14 @@ def jsonl_documents(path: str | Path, field: str = "text", skip_bad: bool = Fals
     path = Path(path)
     if not path.is_file():
         raise SlmError(f"JSONL file not found: {path}")
-    with path.open(encoding="utf-8", errors="strict") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                _bad_record(where, f"not UTF-8 (byte {e.start + 1})", skip_bad)
+                continue
             if not line.strip():
                 continue
             try:
