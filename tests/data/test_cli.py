@@ -28,7 +28,8 @@ def test_prepare_mixed_sources_then_info(tmp_path, byte_tokenizer_dir, capsys):
     assert rc == 0
     got = sources_of(out)
     assert got[0].startswith("stdlib:") and len(got) == 6
-    assert got[3:] == [(folder / "a.py").as_posix(), f"{tmp_path / 'd.jsonl'}:1", f"{(tmp_path / 'd.parquet').as_posix()}#0"]
+    assert got[3:] == [(folder / "a.py").as_posix(), f"{tmp_path / 'd.jsonl'}:1",
+                       f"{(tmp_path / 'd.parquet').as_posix()}#0"]
     index = read_index(out)
     assert index["sources"][0] == "stdlib limit=3" and index["splits"]["train"]["documents"] == 6
     capsys.readouterr()

@@ -93,3 +93,17 @@ def test_hf_datasets_on_local_files_offline(tmp_path, monkeypatch):
         list(hf_documents(str(f), field="text"))
     with pytest.raises(SlmError, match="cannot load the dataset"):
         list(hf_documents(str(tmp_path / "missing-dataset-dir")))
+
+
+def test_single_file_source_and_unknown_kind(tmp_path):
+    from slm.data.sources import open_source
+
+    (tmp_path / "a.md").write_text("# title\n")
+    (tmp_path / "b.bin").write_bytes(b"\x00\x01")
+    assert [d.text for d in open_source("file", str(tmp_path / "a.md"))] == ["# title\n"]
+    assert list(open_source("file", str(tmp_path / "b.bin"))) == []       # a binary file is not a document
+    assert [d.source for d in open_source("folder", str(tmp_path))] == [(tmp_path / "a.md").as_posix()]
+    with pytest.raises(SlmError, match="unknown source kind"):
+        open_source("csv", "x")
+    with pytest.raises(SlmError, match="not found"):
+        list(open_source("file", str(tmp_path / "missing.txt")))

@@ -104,9 +104,11 @@ def info(args) -> int:
 
 def _summary(index: dict, where) -> str:
     tok, counts = index["tokenizer"], index["counts"]
+    bos = "added" if tok["adds_bos"] else "not added"
+    eos = "appended" if index["append_eos"] else "not appended"
     lines = [f"data:       {where}",
              f"tokenizer:  {tok['name']} ({tok['vocab_size']} tokens, fingerprint {tok['fingerprint'][:12]}; "
-             f"bos {'added' if tok['adds_bos'] else 'not added'}, eos {'appended' if index['append_eos'] else 'not appended'})",
+             f"bos {bos}, eos {eos})",
              f"dtype:      {index['dtype']}",
              f"documents:  {counts['documents_read']} read, {counts['duplicates_removed']} duplicates removed, "
              f"{counts['empty_skipped']} empty skipped"]

@@ -20,9 +20,10 @@ r::W of it. So W ranks with batch_size B together see exactly the rows that one 
 B*W (rank r's row i is the single process's row i*W + r): the global batch is identical, which is what makes
 a DDP run (gradients averaged over ranks) equal to a single-process run with the larger batch.
 
-Resumption. The position is one number, the count of windows consumed (a multiple of the global batch);
-state_dict() after k batches and load_state_dict() on a new loader make it yield batch k+1 next. Because
-the position counts windows, not batches, a run may even resume with another world size.
+Resumption. The position is one number, the count of windows consumed (k global batches in: k times the
+global batch); state_dict() after k batches and load_state_dict() on a new loader make it yield batch k+1
+next. Because the position counts windows, not batches, a run may even resume with another world size.
+Iterating again continues from the current position (a finite loader that is used up yields nothing more).
 """
 from __future__ import annotations
 
