@@ -90,7 +90,12 @@ def test_rerun_is_byte_identical_and_shards_roll_over(tmp_path, byte_tokenizer_d
 
 
 @pytest.mark.slow
-def test_worker_processes_give_identical_output(tmp_path, byte_tokenizer_dir, make_docs):
+@pytest.mark.parametrize("start_method", [None, "spawn"])  # the platform default (fork on Linux), and spawn
+def test_worker_processes_give_identical_output(tmp_path, byte_tokenizer_dir, make_docs, monkeypatch,
+                                                start_method):
+    import slm.data.shards
+
+    monkeypatch.setattr(slm.data.shards, "START_METHOD", start_method)
     docs = make_docs(300)
     prepare(docs, byte_tokenizer_dir, tmp_path / "one", val_fraction=0.1, workers=1, progress=False)
     prepare(docs, byte_tokenizer_dir, tmp_path / "two", val_fraction=0.1, workers=2, progress=False)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import unicodedata
 from array import array
@@ -40,7 +41,8 @@ VERSION = 1
 SPLITS = ("train", "val")
 DEFAULT_SHARD_TOKENS = 256 * 1024 * 1024  # 512 MiB per shard at uint16
 CHUNK_DOCS = 64  # documents per task sent to a worker
-TOKENIZER_DIR = "tokenizer"  # a copy of the tokenizer inside the data directory
+TOKENIZER_DIR = "tokenizer"
+START_METHOD: str | None = None  # worker start method; None = fork on Linux, spawn elsewhere  # a copy of the tokenizer inside the data directory
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -144,10 +146,11 @@ def _encoded(documents: Iterable[Document], workers: int,
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    # fork where there is one: workers inherit the loaded tokenizer and start at once (spawn re-imports torch and
-    # transformers in each: seconds per worker). Workers only run the Rust tokenizer (its thread pool off, see
-    # _init_worker) and numpy. An executor, not mp.Pool: a worker that dies is an error here, not a hang.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # fork on Linux: workers inherit the loaded tokenizer and start at once (spawn re-imports torch and transformers
+    # in each: seconds per worker). Workers only run the Rust tokenizer (its thread pool off, see _init_worker)
+    # and numpy. Elsewhere spawn (fork is unsafe on macOS), which pickles the tokenizer over.
+    # An executor, not mp.Pool: a worker that dies is an error here, not an endless respawn.
+    method = START_METHOD or ("fork" if sys.platform.startswith("linux") else "spawn")
     with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker,
                              initargs=init_args) as pool:
         pending: deque = deque()
