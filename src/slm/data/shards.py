@@ -241,7 +241,7 @@ def prepare(sources: Iterable[Document], tokenizer_dir: str | Path, out_dir: str
     init_args = (tokenizer, prefix, suffix, dtype.str)
 
     counts = {"documents_read": 0, "duplicates_removed": 0, "empty_skipped": 0}
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     start, n_tokens = time.perf_counter(), 0
     with atomic_directory(out_dir) as tmp:
         writers = {s: _SplitWriter(tmp, s, dtype, shard_tokens) for s in SPLITS}
@@ -253,11 +253,12 @@ def prepare(sources: Iterable[Document], tokenizer_dir: str | Path, out_dir: str
                 if not doc_hash:
                     counts["empty_skipped"] += 1
                     continue
-                if dedup:
-                    if doc_hash in seen:
+                if dedup:  # after tokenizing (in the workers, in parallel): duplicates are the rare case
+                    key = bytes.fromhex(doc_hash)  # 16 bytes a document, so millions fit in memory
+                    if key in seen:
                         counts["duplicates_removed"] += 1
                         continue
-                    seen.add(doc_hash)
+                    seen.add(key)
                 split = "val" if is_validation(doc_hash, val_fraction, seed) else "train"
                 writers[split].add(tokens, doc, doc_hash)
                 n_tokens += len(tokens)
