@@ -144,9 +144,12 @@ class Decoder(nn.Module):
         """
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
+        given_positions = position_ids is not None
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
-        if past + T > self.config.max_seq_len or (position_ids.numel() and int(position_ids.max()) >= self.config.max_seq_len):
+        # Default positions end at past + T - 1, so only given ones need the (graph-breaking) max() check.
+        if past + T > self.config.max_seq_len or (given_positions and position_ids.numel()
+                                                  and int(position_ids.max()) >= self.config.max_seq_len):
             raise ValueError(f"sequence of {past + T} positions exceeds max_seq_len {self.config.max_seq_len}")
         cos, sin = self.rope_cos[position_ids], self.rope_sin[position_ids]
         mask = attention_mask

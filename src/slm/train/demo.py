@@ -36,6 +36,7 @@ class DemoOptions:
     prompt: str = "def read_config(path):\n    \"\"\"Return the parsed configuration file.\"\"\"\n"
     sample_tokens: int = 80
     seed: int = 0
+    workers: int = 2  # tokenizing processes
     progress: bool = True
 
 
@@ -87,7 +88,7 @@ def run_demo(opts: DemoOptions) -> dict:
 
     t0 = time.perf_counter()
     index = prepare(stdlib_documents(opts.corpus_files), out / "tokenizer", out / "data",
-                    val_fraction=opts.val_fraction, seed=opts.seed, workers=2, progress=opts.progress,
+                    val_fraction=opts.val_fraction, seed=opts.seed, workers=opts.workers, progress=opts.progress,
                     description=["python stdlib"])
     splits = index["splits"]
     print(f"[2/4] shards: {splits['train']['tokens']:,} train / {splits['val']['tokens']:,} validation tokens "

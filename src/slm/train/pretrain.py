@@ -35,6 +35,8 @@ class DataSection:
     batch_size: int = 8  # rows per micro-batch summed over all processes
     seed: int = 0  # shuffling seed of the loader
     epochs: int | None = None  # None: loop over the data for as long as training runs
+    document_mask: bool = False  # attend only within each packed document (positions restart per document);
+    # False is TinyLlama's plain packing: causal attention across document boundaries, which is also faster
 
 
 @dataclass
@@ -72,10 +74,15 @@ def make_loaders(cfg: PretrainConfig, rank: int, world: int):
     d = cfg.data
     if d.batch_size % world:
         raise ConfigError(f"data.batch_size ({d.batch_size}) must be divisible by the number of processes ({world})")
-    train = PackedLoader(d.dir, "train", d.seq_len, d.batch_size, seed=d.seed, rank=rank, world_size=world,
-                         epochs=d.epochs)
-    val = PackedLoader(d.dir, "val", d.seq_len, d.batch_size, seed=d.seed, rank=rank, world_size=world, epochs=1)
+    rows = d.batch_size // world  # the loader counts rows per rank
+    train = PackedLoader(d.dir, "train", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=d.epochs)
+    val = PackedLoader(d.dir, "val", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=1)
     return train, val
+
+
+def plain_packing(batch: dict) -> dict:
+    """Drop the loader's per-document positions and ids: one causal sequence per row."""
+    return {k: v for k, v in batch.items() if k not in ("document_ids", "position_ids")}
 
 
 def run(cfg: PretrainConfig, resume: str | None = None, evaluators=()) -> dict:
@@ -95,7 +102,8 @@ def run(cfg: PretrainConfig, resume: str | None = None, evaluators=()) -> dict:
         raise ConfigError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
     dist = D.setup(cfg.train.device)
     train, val = make_loaders(cfg, dist.rank, dist.world_size)
-    trainer = Trainer(model, cfg.train, train, val, out_dir=cfg.out, tokenizer=tokenizer, evaluators=evaluators)
+    trainer = Trainer(model, cfg.train, train, val, out_dir=cfg.out, tokenizer=tokenizer, evaluators=evaluators,
+                      batch_transform=None if cfg.data.document_mask else plain_packing)
     if dist.is_main:
         from slm.io import atomic_write_text
         import yaml
