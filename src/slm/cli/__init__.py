@@ -22,6 +22,9 @@ VERBS = [
     ("eval", "slm.cli.eval", "evaluate a checkpoint on YAML-defined tasks (perplexity, choice, generation, code)"),
     ("lm-eval", "slm.cli.lm_eval", "run EleutherAI's lm_eval CLI with `--model slm` registered"),
     ("finetune", "slm.cli.finetune", "supervised fine-tuning (full or LoRA) on JSONL conversations"),
+    ("generate", "slm.cli.generate", "complete prompts with a model (batched, streamed, int8, speculative)"),
+    ("chat", "slm.cli.chat", "chat with a model in the terminal, streaming its replies"),
+    ("serve", "slm.cli.serve", "serve a model over an OpenAI-compatible HTTP API (localhost by default)"),
     ("export", "slm.cli.export", "export a checkpoint for other runtimes (GGUF for llama.cpp)"),
 ]
 
