@@ -1,0 +1,128 @@
+"""slm generate DIR --prompt TEXT: complete prompts with a model directory (batched, optionally streamed).
+
+The model/sampling option helpers here are shared with `slm chat` and `slm serve`.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an HF model directory (with tokenizer files)")
+    p.add_argument("--int8", action="store_true", help="quantize linear weights to int8 per output channel at load")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 128) -> None:
+    p.add_argument("--max-tokens", type=int, default=max_tokens, help="tokens to generate at most")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min_p x the top probability (0 = off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="HF-style penalty on seen tokens (1 = off)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+
+
+def load_engine(args, **engine_kwargs):
+    import torch
+
+    from slm.infer import Engine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    engine = Engine.from_pretrained(args.model, int8=args.int8, **engine_kwargs)
+    if engine.tokenizer is None:
+        from slm.errors import SlmError
+
+        raise SlmError(f"{args.model} has no tokenizer files; text generation needs one")
+    return engine
+
+
+def sampling_params(args, **extra):
+    from slm.infer import SamplingParams
+
+    return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                          stop=list(args.stop), seed=args.seed, **extra)
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable: prompts run as one batch)")
+    p.add_argument("--prompt-file", default=None, help="a file of prompts, one JSON string or plain line per line")
+    add_sampling_args(p)
+    p.add_argument("--stream", action="store_true", help="print tokens as they come (one prompt)")
+    p.add_argument("--draft", default=None, help="a draft model directory: speculative decoding (one prompt)")
+    p.add_argument("--draft-k", type=int, default=4, help="draft tokens per speculative round")
+    p.add_argument("--json", action="store_true", help="print one JSON object per prompt")
+    p.set_defaults(func=run)
+
+
+def _read_prompts(args) -> list[str]:
+    import json
+    from pathlib import Path
+
+    from slm.errors import SlmError
+
+    prompts = list(args.prompt)
+    if args.prompt_file:
+        for line in Path(args.prompt_file).read_text().splitlines():
+            if line.strip():
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError:
+                    value = line
+                prompts.append(value if isinstance(value, str) else line)
+    if not prompts:
+        raise SlmError("give at least one --prompt or a --prompt-file")
+    return prompts
+
+
+def run(args) -> int:
+    import json
+    import sys
+    import time
+
+    from slm.errors import SlmError
+
+    prompts = _read_prompts(args)
+    if (args.stream or args.draft) and len(prompts) != 1:
+        raise SlmError("--stream and --draft take exactly one prompt")
+    engine = load_engine(args)
+    params = sampling_params(args)
+    start = time.perf_counter()
+    if args.draft:
+        import slm
+        from slm.infer.speculative import SpeculativeDecoder
+
+        draft, _ = slm.load(args.draft)
+        if args.int8:
+            from slm.infer.quant import quantize_int8
+
+            quantize_int8(draft)
+        spec = SpeculativeDecoder(engine.model, draft, engine.tokenizer, k=args.draft_k)
+        completions = [spec.generate(prompts[0], params)]
+        print(f"[speculative: acceptance {spec.stats.acceptance_rate:.0%}, "
+              f"{spec.stats.tokens_per_target_call:.2f} tokens per target call]", file=sys.stderr)
+    elif args.stream:
+        sys.stdout.write(prompts[0])
+        for event in engine.stream(prompts[0], params):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    else:
+        completions = engine.generate(prompts, params)
+    elapsed = time.perf_counter() - start
+    for prompt, c in zip(prompts, completions):
+        if args.json:
+            print(json.dumps({"prompt": prompt, "text": c.text, "finish_reason": c.finish_reason,
+                              "completion_tokens": len(c.token_ids)}))
+        else:
+            print(prompt + c.text)
+            if len(prompts) > 1:
+                print("-" * 40)
+    n = sum(len(c.token_ids) for c in completions)
+    print(f"[{n} tokens in {elapsed:.2f}s: {n / max(elapsed, 1e-9):.1f} tokens/s]", file=sys.stderr)
+    return 0
