@@ -1,6 +1,6 @@
 """`slm finetune`: SFT (full or LoRA) of an HF-directory model, through the one trainer (slm.train.Trainer).
 
-This module only assembles parts: the model (plus peft's LoRA), the rendered and packed SFT data, and the
+Imported lazily by the CLI (it pulls in torch). This module only assembles parts: the model (plus peft's LoRA), the rendered and packed SFT data, and the
 Trainer with its progress bar, metrics.jsonl, checkpoints and exact resume. The single thing a LoRA run
 stores differently is the model inside each checkpoint: the adapters merged into a plain HF directory
 (what users load), the adapter alone (adapter/), and the raw LoRA tensors for an exact resume.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from slm.errors import SlmError
 from slm.finetune.lora import LoraSettings
+from slm.train import TrainConfig, Trainer
 
 # Trainer defaults suited to fine-tuning (the Trainer's own are TinyLlama's pretraining ones).
 SFT_TRAIN_DEFAULTS = dict(max_steps=200, lr=2e-4, min_lr=2e-5, warmup_steps=10, weight_decay=0.0, log_every=10)
@@ -47,7 +48,6 @@ class FinetuneConfig:
 def build_config(data: dict):
     """A FinetuneConfig (and its TrainConfig) from a nested dict, checking every key and type."""
     from slm.config import build
-    from slm.train import TrainConfig
 
     cfg = build(FinetuneConfig, data)
     train = build(TrainConfig, {**SFT_TRAIN_DEFAULTS, **cfg.train}, "train")
@@ -94,49 +94,45 @@ def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), sa
     return train, val
 
 
-def sft_trainer_class():
+class SFTTrainer(Trainer):
     """The Trainer, taught to checkpoint a LoRA model; nothing else about the loop changes."""
-    from slm.train import Trainer
 
-    class SFTTrainer(Trainer):
-        def save_model_files(self, directory: Path, model_state: dict) -> None:
-            from slm.finetune.lora import is_lora
+    def save_model_files(self, directory: Path, model_state: dict) -> None:
+        from slm.finetune.lora import is_lora
 
-            if not is_lora(self.model):
-                return super().save_model_files(directory, model_state)
-            from safetensors.torch import save_file
+        if not is_lora(self.model):
+            return super().save_model_files(directory, model_state)
+        from safetensors.torch import save_file
 
-            from slm.finetune.lora import ADAPTER_DIR, merged_copy, save_adapter
-            from slm.models.hf import write_model_files
+        from slm.finetune.lora import ADAPTER_DIR, merged_copy, save_adapter
+        from slm.models.hf import write_model_files
 
-            merged = merged_copy(self.model).cpu()
-            if self.tokenizer is not None:
-                for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
-                    if getattr(merged.config, attr) is None:
-                        setattr(merged.config, attr, getattr(self.tokenizer, attr, None))
-            write_model_files(merged, directory)
-            save_adapter(self.model, directory / ADAPTER_DIR)
-            lora = {k: v.contiguous() for k, v in model_state.items() if ".lora_" in k}
-            save_file(lora, directory / LORA_STATE)
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(str(directory))
+        merged = merged_copy(self.model).cpu()
+        if self.tokenizer is not None:
+            for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                if getattr(merged.config, attr) is None:
+                    setattr(merged.config, attr, getattr(self.tokenizer, attr, None))
+        write_model_files(merged, directory)
+        save_adapter(self.model, directory / ADAPTER_DIR)
+        lora = {k: v.contiguous() for k, v in model_state.items() if ".lora_" in k}
+        save_file(lora, directory / LORA_STATE)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(directory))
 
-        def load_model_state(self, directory: Path) -> dict:
-            if not (directory / LORA_STATE).is_file():
-                return super().load_model_state(directory)
-            from safetensors.torch import load_file
+    def load_model_state(self, directory: Path) -> dict:
+        if not (directory / LORA_STATE).is_file():
+            return super().load_model_state(directory)
+        from safetensors.torch import load_file
 
-            # The base weights are frozen, so the model being resumed already holds them: only LoRA moved.
-            state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-            lora = load_file(directory / LORA_STATE)
-            unknown = set(lora) - set(state)
-            if unknown:
-                raise SlmError(f"{directory}: LoRA tensors {sorted(unknown)[:3]} do not fit this model; resume "
-                               "with the same --lora settings")
-            state.update(lora)
-            return state
-
-    return SFTTrainer
+        # The base weights are frozen, so the model being resumed already holds them: only LoRA moved.
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        lora = load_file(directory / LORA_STATE)
+        unknown = set(lora) - set(state)
+        if unknown:
+            raise SlmError(f"{directory}: LoRA tensors {sorted(unknown)[:3]} do not fit this model; resume "
+                           "with the same --lora settings")
+        state.update(lora)
+        return state
 
 
 def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=print) -> dict:
@@ -165,7 +161,7 @@ def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=prin
         n_train, n_all = trainable_parameters(model)
         rank0_say(f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} on {sorted(model.peft_config['default'].target_modules)}:"
                   f" {n_train:,} trainable parameters of {n_all:,} ({n_train / n_all:.2%})")
-    trainer = sft_trainer_class()(model, train_cfg, train_data, val_data, out_dir=cfg.out, tokenizer=tokenizer)
+    trainer = SFTTrainer(model, train_cfg, train_data, val_data, out_dir=cfg.out, tokenizer=tokenizer)
     result = trainer.fit(resume=resume)
     rank0_say(f"fine-tuned model: {result['checkpoint']}"
               + (" (LoRA merged; the adapter alone is in its adapter/ folder)" if cfg.lora is not None else ""))
