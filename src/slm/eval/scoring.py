@@ -133,11 +133,15 @@ class Scorer:
         ids = torch.zeros((len(inputs), width), dtype=torch.long)
         for row, tokens in enumerate(inputs):
             ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        logits = self.model(ids.to(device))
+        # Only positions from the earliest continuation on need logits (the LM head is a large share of a small
+        # model's forward); `logits_to_keep` asks the model for just those, through its own forward.
+        first = min(length - len(continuation) for length, continuation in spans)
+        logits = self.model(ids.to(device), logits_to_keep=width - first) if first > 0 else self.model(ids.to(device))
+        offset = width - logits.shape[1]
         out = []
         for row, (length, continuation) in enumerate(spans):
             n = len(continuation)
-            logprobs = logits[row, length - n:length].float().log_softmax(-1)
+            logprobs = logits[row, length - n - offset:length - offset].float().log_softmax(-1)
             target = torch.tensor(continuation, device=logprobs.device)
             greedy = bool((logprobs.argmax(-1) == target).all())
             out.append((float(logprobs.gather(-1, target[:, None]).sum()), greedy))
