@@ -114,3 +114,14 @@ def test_not_utf8_line_is_reported(tmp_path):
 def test_missing_file(tmp_path, tokenizer):
     with pytest.raises(SlmError, match="not found"):
         load_sft_examples(tmp_path / "nope.jsonl", tokenizer)
+
+
+def test_llama_bpe_tokenizer_both_paths_agree():
+    import slm
+    from slm.data.sources import iter_stdlib_texts
+
+    tok = slm.train_tokenizer(iter_stdlib_texts(6), vocab_size=600, kind="llama-bpe")
+    unmarked = CHATML_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    a, b = Renderer(tok)(CONVERSATION), Renderer(tok, template=unmarked)(CONVERSATION)
+    assert a.input_ids == b.input_ids and a.labels == b.labels
+    assert target_text(tok, a) == "hello!<|im_end|>ok then<|im_end|>"
