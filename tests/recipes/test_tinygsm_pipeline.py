@@ -56,3 +56,22 @@ def test_format_table():
 
     text = format_table(summarize(seeds))
     assert "verifier@16" in text and "0.500 ± 0.141" in text and "0.2 seed" not in text
+
+
+@pytest.mark.slow
+def test_pipeline_trains_on_a_tinygsm_file_and_evaluates_on_a_gsm8k_file(tmp_path):
+    from slm.recipes.tinygsm import formats, problems
+
+    templates = problems.all_templates()
+    formats.write_jsonl(problems.generate(templates, 160, seed=11), tmp_path / "train.jsonl")
+    test = problems.generate(templates, 6, seed=12)
+    (tmp_path / "test.jsonl").write_text("".join(
+        json.dumps({"question": p.question, "answer": f"Some reasoning.\n#### {p.answer}"}) + "\n" for p in test))
+    data = load_recipe(ROOT / "recipes/tinygsm-smoke.yaml")
+    data["out_dir"] = str(tmp_path / "run")
+    data["data"].update(train_file=str(tmp_path / "train.jsonl"), test_file=str(tmp_path / "test.jsonl"))
+    summary = run(build(TinyGSMConfig, data))
+    seed = summary["seeds"][0]
+    assert seed["test_problems"] == 6
+    assert seed["train_problems"] + seed["filter_report"]["contaminated"] == 160
+    assert seed["verifier_questions"] == 8

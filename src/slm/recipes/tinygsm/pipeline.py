@@ -89,7 +89,8 @@ class EvalConfig:
 class TinyGSMConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     out_dir: str = "runs/tinygsm"
-    threads: int = 0  # torch threads; 0 = all cores
+    threads: int = 0  # torch threads per seed; 0 = all cores (divided among jobs)
+    jobs: int = 1  # seeds run in parallel processes
     sandbox_workers: int = 0  # parallel sandbox processes; 0 = all cores
     progress: bool = False  # tqdm bars for the training runs
     data: DataConfig = field(default_factory=DataConfig)
@@ -99,6 +100,8 @@ class TinyGSMConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
+        if self.jobs < 1:
+            raise ConfigError("jobs must be at least 1")
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed")
         if self.eval.n_samples < 1 or self.verifier.samples < 1:
@@ -130,13 +133,16 @@ def build_data(cfg: TinyGSMConfig, seed: int) -> dict:
         train = formats.read_tinygsm_jsonl(d.train_file)
     else:
         train = problems.generate(train_t, d.train_problems, seed=f"{seed}:train")
-    verifier_qs = problems.generate(train_t, d.verifier_problems, seed=f"{seed}:verifier")
     options = {"workers": cfg.sandbox_workers or None}
     train, report = filters.apply_filters(train, d.min_words, **options)
     decon = filters.Decontaminator([p.question for p in test], d.ngram)
     train, report = decon.filter(train, report)
-    verifier_qs, _ = filters.apply_filters(verifier_qs, d.min_words, **options)
-    verifier_qs, _ = decon.filter(verifier_qs)
+    if d.train_file:  # the paper's verifier questions are training questions (GSM8K's, TinyGSM's seeds)
+        verifier_qs = random.Random(seed).sample(train, min(d.verifier_problems, len(train)))
+    else:  # fresh questions from the training templates
+        verifier_qs = problems.generate(train_t, d.verifier_problems, seed=f"{seed}:verifier")
+        verifier_qs, _ = filters.apply_filters(verifier_qs, d.min_words, **options)
+        verifier_qs, _ = decon.filter(verifier_qs)
     if not train:
         raise SlmError(f"no training problem left after filtering ({report.summary()})")
     train_ids = {p.template for p in train}
@@ -343,21 +349,31 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     return result
 
 
-def run(cfg: TinyGSMConfig) -> dict:
+def _seed_job(cfg: TinyGSMConfig, seed: int) -> dict:
     import torch
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // min(cfg.jobs, len(cfg.seeds)))
+    torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = run_seed(cfg, seed, Path(cfg.out_dir) / f"seed-{seed}")
+    _say(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items())
+         + f" ({sum(result['seconds'].values()):.0f}s)")
+    return result
+
+
+def run(cfg: TinyGSMConfig) -> dict:
     root = Path(cfg.out_dir)
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    per_seed = []
-    for seed in cfg.seeds:
-        result = run_seed(cfg, seed, root / f"seed-{seed}")
-        _say(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items())
-             + f" ({sum(result['seconds'].values()):.0f}s)")
-        per_seed.append(result)
+    if cfg.jobs > 1 and len(cfg.seeds) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer thread state
+        with ProcessPoolExecutor(min(cfg.jobs, len(cfg.seeds)), mp_context=context) as pool:
+            per_seed = list(pool.map(_seed_job, [cfg] * len(cfg.seeds), cfg.seeds))
+    else:
+        per_seed = [_seed_job(cfg, seed) for seed in cfg.seeds]
     summary = summarize(per_seed)
     summary["config"] = asdict(cfg)
     summary["seconds"] = round(time.perf_counter() - start, 1)
