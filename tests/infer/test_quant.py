@@ -23,7 +23,7 @@ def test_quant_linear_matches_its_dequantized_weight():
     ql = QuantLinear.from_linear(linear)
     x = torch.randn(3, 5, 32)
     expected = x @ ql.dequantized_weight().T + linear.bias
-    assert torch.allclose(ql(x), expected, atol=1e-5)
+    assert torch.allclose(ql(x), expected, rtol=0.02, atol=0.02)  # bf16 activations and output in the CPU kernel
     assert torch.allclose(ql(x), linear(x), atol=0.05)
 
 

@@ -1,8 +1,11 @@
 """Weight-only int8 quantization: each nn.Linear's weight becomes int8 with one fp32 scale per output channel.
 
 Symmetric per output channel: scale_o = max_i |W_oi| / 127, q_oi = round(W_oi / scale_o) in [-127, 127].
-Activations stay in floating point; the matmul reads int8 weights (a quarter of fp32's bytes, which is what
-batch-1 decoding is bound by) through PyTorch's int8-weight kernel where there is one.
+The matmul reads int8 weights (a quarter of fp32's bytes, which is what batch-1 decoding is bound by) through
+PyTorch's int8-weight kernel (aten._weight_int8pack_mm). On CPU that kernel is fast only with bf16
+activations (its fp32 path is several times slower than an fp32 matmul), so activations are rounded to bf16
+for the product and the result is returned in the input dtype; the perplexity change reported by
+benchmarks/decode.py includes that rounding.
 
 The embedding table stays in floating point (a lookup reads one row per token, so it costs no bandwidth);
 the LM head is quantized unless include_lm_head=False. With tied embeddings the quantized head becomes its
@@ -29,6 +32,7 @@ class QuantLinear(nn.Module):
         self.out_features, self.in_features = weight_int8.shape
         self.register_buffer("weight_int8", weight_int8)
         self.register_buffer("scale", scale)
+        self.register_buffer("scale_bf16", scale.to(torch.bfloat16), persistent=False)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     @classmethod
@@ -42,8 +46,9 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
-        if x.device.type == "cpu" and x.dtype == torch.float32:
-            y = torch.ops.aten._weight_int8pack_mm(x2.contiguous(), self.weight_int8, self.scale)
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16).contiguous(), self.weight_int8,
+                                                   self.scale_bf16).to(x.dtype)
         else:  # other devices / dtypes: convert the int8 weight on the fly (correct, not the fast path)
             y = F.linear(x2, self.weight_int8.to(x.dtype)) * self.scale.to(x.dtype)
         if self.bias is not None:

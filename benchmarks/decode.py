@@ -1,0 +1,176 @@
+"""Batch-1 decode speed: slm's Engine vs transformers' generate, next to the memory-bandwidth roofline.
+
+    .venv/bin/python benchmarks/decode.py                       # nano and micro, fp32 and int8
+    .venv/bin/python benchmarks/decode.py --presets nano --tokens 64 --threads 2
+    .venv/bin/python benchmarks/decode.py --speculative         # also: speculative decoding, micro target, nano draft
+
+Decode speed is measured as a difference: time(prompt + N new tokens) - time(prompt + 1 new token), so the
+prefill is not counted, for both engines (greedy, no EOS). The roofline is the speed at which one token's
+weight bytes (every linear and norm weight; the embedding table only as the tied LM head) can be read at the
+memory bandwidth measured here by summing a large tensor. The int8 row also reports the perplexity change on
+stdlib text (random weights unless --model-dir gives trained checkpoints named <preset>).
+The llama.cpp column lives in benchmarks/decode_llamacpp.py (the GGUF export's benchmark).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import slm
+from slm.infer import Engine, SamplingParams
+from slm.infer.quant import quantize_int8, weight_bytes
+from slm.models import Decoder, preset
+
+
+def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
+    """Bytes/s reading a large fp32 tensor (best of a few sums): what batch-1 decoding is bound by."""
+    x = torch.ones(int(gib * 2**30 / 4))
+    x.sum()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t0)
+    return x.numel() * 4 / best
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int) -> float:
+    engine = Engine(model)
+    run = lambda n: engine.generate([prompt], SamplingParams(max_tokens=n, ignore_eos=True))
+    run(4)  # warm-up
+    return (tokens - 1) / (best_of(lambda: run(tokens), repeats) - best_of(lambda: run(1), repeats))
+
+
+def hf_decode_tps(hf_model, prompt: list[int], tokens: int, repeats: int) -> float:
+    ids = torch.tensor([prompt])
+
+    def run(n):
+        with torch.inference_mode():
+            hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                              do_sample=False, pad_token_id=0, eos_token_id=None)
+
+    run(4)
+    return (tokens - 1) / (best_of(lambda: run(tokens), repeats) - best_of(lambda: run(1), repeats))
+
+
+def perplexity(model, texts_ids: list[list[int]]) -> float:
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for ids in texts_ids:
+            x = torch.tensor([ids])
+            logp = model(x[:, :-1]).log_softmax(-1)
+            total -= logp.gather(-1, x[:, 1:, None]).sum().item()
+            count += len(ids) - 1
+    return math.exp(total / count)
+
+
+def load_or_init(name: str, model_dir: str | None):
+    if model_dir and (Path(model_dir) / name).is_dir():
+        model, tok = slm.load(Path(model_dir) / name)
+        return model, tok, "trained"
+    return Decoder(preset(name)).init_weights(seed=0).eval(), None, "random"
+
+
+def eval_ids(tok, vocab: int, n: int = 8, length: int = 256) -> list[list[int]]:
+    from slm.data.sources import iter_stdlib_texts
+
+    if tok is None:  # random weights: any ids do (the ppl change is what is reported)
+        g = torch.Generator().manual_seed(0)
+        return [torch.randint(0, vocab, (length,), generator=g).tolist() for _ in range(n)]
+    texts = iter_stdlib_texts(400)
+    out = []
+    for text in texts:
+        ids = tok.encode(text)
+        if len(ids) >= length:
+            out.append(ids[-length:])  # the tail: files late in the corpus, less likely seen in training
+        if len(out) == n:
+            break
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["nano", "micro"])
+    ap.add_argument("--tokens", type=int, default=128, help="new tokens per timed generation")
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--model-dir", default=None, help="directory with trained checkpoints named after the presets")
+    ap.add_argument("--no-hf", action="store_true", help="skip transformers")
+    ap.add_argument("--speculative", action="store_true", help="also time speculative decoding (micro <- nano)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bandwidth = memory_bandwidth()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; memory bandwidth (1 GiB sum): "
+          f"{bandwidth / 1e9:.1f} GB/s")
+    header = f"{'preset':7} {'weights':8} {'MB/token':>9} {'slm tok/s':>10} {'HF tok/s':>9} {'slm/HF':>7} " \
+             f"{'roofline':>9} {'of roof':>8} {'ppl':>10}"
+    print(header)
+    prompt = list(range(1, args.prompt_len + 1))
+    models = {}
+    for name in args.presets:
+        model, tok, kind = load_or_init(name, args.model_dir)
+        models[name] = model
+        ids = eval_ids(tok, model.config.vocab_size)
+        ppl_fp32 = perplexity(model, ids)
+        hf_tps = None
+        if not args.no_hf:
+            from transformers import AutoModelForCausalLM
+
+            with tempfile.TemporaryDirectory() as tmp:
+                slm.save(model, None, Path(tmp) / "m")
+                hf = AutoModelForCausalLM.from_pretrained(Path(tmp) / "m").eval()
+            hf_tps = hf_decode_tps(hf, prompt, args.tokens, args.repeats)
+            del hf
+        for label, m in (("fp32", model), ("int8", quantize_int8(copy.deepcopy(model)))):
+            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats)
+            wb = weight_bytes(m)
+            roof = bandwidth / wb
+            ppl = perplexity(m, ids)
+            ppl_text = f"{ppl:.2f}" if label == "fp32" else f"{ppl:.2f} ({(ppl / ppl_fp32 - 1) * 100:+.2f}%)"
+            hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label == "fp32") else f"{'n/a':>9} {'':>7}"
+            print(f"{name:7} {label:8} {wb / 1e6:9.1f} {tps:10.1f} {hf_col} {roof:9.1f} {tps / roof:8.0%} "
+                  f"{ppl_text:>10}  [{kind} weights]")
+    if args.speculative and {"nano", "micro"} <= set(models):
+        speculative(models["micro"], models["nano"], prompt, args.tokens)
+
+
+def speculative(target, draft, prompt, tokens) -> None:
+    """Acceptance rate and speed-up of speculative decoding over the target alone (greedy and sampled)."""
+    from slm.infer.speculative import SpeculativeDecoder
+
+    if target.config.vocab_size != draft.config.vocab_size:
+        print("speculative: target and draft vocabularies differ; skipped")
+        return
+    engine = Engine(target)
+    for params in (SamplingParams(max_tokens=tokens, ignore_eos=True),
+                   SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.8, seed=0)):
+        alone = best_of(lambda: engine.generate([prompt], params), 2)
+        for k in (2, 4):
+            spec = SpeculativeDecoder(target, draft, k=k)
+            spec_time = best_of(lambda: spec.generate(prompt, params), 2)
+            mode = "greedy" if params.greedy else "T=0.8"
+            print(f"speculative micro<-nano {mode} k={k}: acceptance {spec.stats.acceptance_rate:.0%}, "
+                  f"{spec.stats.tokens_per_target_call:.2f} tokens/target call, "
+                  f"speed-up {alone / spec_time:.2f}x ({tokens / spec_time:.1f} vs {tokens / alone:.1f} tok/s)")
+
+
+if __name__ == "__main__":
+    main()
