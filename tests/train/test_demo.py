@@ -14,7 +14,7 @@ def test_toy_demo_end_to_end(tmp_path, capsys):
     opts = DemoOptions(out=str(tmp_path / "demo"), corpus_files=40, tokenizer_files=40, vocab_size=400,
                        model={"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 128},
                        seq_len=64, batch_size=8, token_budget=64 * 8 * 60, lr=1e-2, min_lr=1e-3, warmup_steps=5,
-                       eval_every=30, eval_batches=4, val_fraction=0.1, sample_tokens=12, workers=1,
+                       eval_every=30, eval_batches=4, val_fraction=0.1, sample_tokens=12, workers=1, compile=False,
                        progress=False)
     summary = run_demo(opts)
     out = capsys.readouterr().out

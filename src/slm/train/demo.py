@@ -3,12 +3,13 @@
     tokenizer  ->  token shards  ->  pretrain a CPU-sized Llama for a fixed token budget  ->
     validation loss and perplexity next to a unigram baseline  ->  loss-curve PNG, HF checkpoint, a sample
 
-`slm demo` (and `make demo`) runs the default options: a nano Llama, 1.2M tokens, about 10 minutes on two
+`slm demo` (and `make demo`) runs the default options: a nano Llama, 600k tokens, about 10 minutes on two
 cores. The toy end-to-end test runs the same function with a tiny model and budget.
 """
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ class DemoOptions:
     preset: str = "nano"
     model: dict = field(default_factory=dict)  # ModelConfig overrides
     seq_len: int = 256
-    batch_size: int = 16
-    token_budget: int = 1_200_000
+    batch_size: int = 8  # 2,048 tokens per step: many small steps suit a small model on a small budget
+    token_budget: int = 600_000
     lr: float = 2e-3
     min_lr: float = 2e-4
     warmup_steps: int = 30
@@ -35,6 +36,7 @@ class DemoOptions:
     val_fraction: float = 0.02
     prompt: str = "def read_config(path):\n    \"\"\"Return the parsed configuration file.\"\"\"\n"
     sample_tokens: int = 80
+    compile: bool | None = None  # None: torch.compile when a C++ compiler is present (inductor needs one on CPU)
     seed: int = 0
     workers: int = 2  # tokenizing processes
     progress: bool = True
@@ -100,7 +102,8 @@ def run_demo(opts: DemoOptions) -> dict:
         data=DataSection(dir=str(out / "data"), seq_len=opts.seq_len, batch_size=opts.batch_size, seed=opts.seed),
         train=TrainConfig(max_tokens=opts.token_budget, lr=opts.lr, min_lr=opts.min_lr,
                           warmup_steps=opts.warmup_steps, eval_every=opts.eval_every, eval_batches=opts.eval_batches,
-                          log_every=5, keep_last=1, seed=opts.seed, progress=opts.progress),
+                          log_every=5, keep_last=1, seed=opts.seed, progress=opts.progress,
+                          compile=opts.compile if opts.compile is not None else shutil.which("g++") is not None),
         tokenizer=str(out / "tokenizer"), out=str(out / "run"))
     t0 = time.perf_counter()
     print(f"[3/4] pretraining for {opts.token_budget:,} tokens", flush=True)
