@@ -19,7 +19,6 @@ The parent enforces the wall-clock timeout and the output limit itself while rea
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import selectors
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 
-from slm.eval._sandbox_boot import EXIT_FORBIDDEN, EXIT_MEMORY
+from slm.eval._sandbox_boot import EXIT_FORBIDDEN, EXIT_MEMORY, format_config
 
 BOOT = str(Path(__file__).with_name("_sandbox_boot.py"))
 Status = Literal["ok", "error", "timeout", "cpu_limit", "memory", "output_limit", "file_limit", "forbidden",
@@ -77,10 +76,10 @@ def run_python(code: str, timeout: float = 10.0, memory_mb: int = 512, cpu_secon
         config = {
             "cpu_seconds": math.ceil(timeout) + 1 if cpu_seconds is None else max(1, math.ceil(cpu_seconds)),
             "memory_bytes": int(memory_mb) << 20, "max_file_bytes": int(max_file_bytes),
-            "max_processes": int(max_processes), "entry": entry, "result_fd": write_fd,
+            "max_processes": int(max_processes), "entry": entry or "", "result_fd": write_fd,
             "max_result_bytes": int(max_output_bytes), "readable": _readable_roots(),
         }
-        argv = [*_network_isolation(), sys.executable, "-I", "-S", "-B", BOOT, json.dumps(config)]
+        argv = [*_network_isolation(), sys.executable, "-I", "-S", "-B", BOOT, *format_config(config)]
         start = time.monotonic()
         proc = subprocess.Popen(argv, cwd=workdir, env={**CLEAN_ENV, "HOME": workdir, "TMPDIR": workdir},
                                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
