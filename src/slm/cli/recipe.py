@@ -9,6 +9,7 @@ from slm.cli import add_subverbs
 # (name, module with register(parser), one-line help). A new recipe is one line here.
 RECIPES: list[tuple[str, str, str]] = [
     ("tinygsm", "slm.recipes.tinygsm", "TinyGSM: generator + verifier writing Python for grade-school math"),
+    ("eft", "slm.recipes.eft", "EFT: up-scale a small fine-tuned model with a large base by log-prob arithmetic"),
 ]
 
 

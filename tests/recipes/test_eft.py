@@ -1,0 +1,63 @@
+"""slm recipe eft: the world, the scoring rules, and a seconds-long run of the whole pipeline."""
+from pathlib import Path
+
+import pytest
+
+from slm.config import build, load_recipe
+from slm.recipes.eft import (EFTRecipeConfig, Fact, WorldConfig, examples, follows_format, format_table,
+                             make_world, pretraining_documents, run, score, stated_value)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_world_is_seeded_and_split_by_entity():
+    ft, held = make_world(0, WorldConfig(entities=20, attributes=2, finetune_fraction=0.25))
+    again, _ = make_world(0, WorldConfig(entities=20, attributes=2, finetune_fraction=0.25))
+    other, _ = make_world(1, WorldConfig(entities=20, attributes=2, finetune_fraction=0.25))
+    assert [f.statement for f in ft] == [f.statement for f in again] != [f.statement for f in other]
+    assert len(ft) == 10 and len(held) == 30
+    assert not {f.entity for f in ft} & {f.entity for f in held}
+    docs = pretraining_documents(ft + held)
+    assert len(docs) == 200 and sum(d.startswith("Q: ") for d in docs) == 160
+
+
+def test_scoring_rules():
+    fact = Fact("zorvak", "color", "teal")
+    assert follows_format(fact.target_answer) and follows_format(" A: teal.\n")
+    assert not follows_format("the color of zorvak is teal.") and not follows_format("A: teal. A: red.")
+    assert stated_value("A: teal.") == stated_value("the color of zorvak is teal. more") == "teal"
+    assert stated_value("") is None
+    s = score(["A: teal.", "the color of zorvak is teal.", "A: red."], [fact] * 3)
+    assert s == {"format": 2 / 3, "knowledge": 2 / 3}
+
+
+def test_examples_train_on_the_answer_only():
+    import slm
+
+    tok = slm.train_tokenizer(["Q: what is the color of zorvak?\nA: teal."] * 20, vocab_size=300)
+    [ex] = examples(tok, [("Q: what is the color of zorvak?\n", "A: teal.")])
+    n_prompt = len(tok.encode("Q: what is the color of zorvak?\n", add_special_tokens=False))
+    targets = [t for t in ex.labels if t != -100]
+    assert targets == ex.input_ids[n_prompt:] and targets[-1] == tok.eos_token_id
+    [doc] = examples(tok, [("", "the color of zorvak is teal.")])
+    assert doc.labels[:-1] == doc.input_ids[1:] and doc.labels[-1] == -100
+
+
+def test_recipes_load():
+    for path in sorted((ROOT / "recipes").glob("eft*.yaml")):
+        build(EFTRecipeConfig, load_recipe(path))
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_models_table_and_a_loadable_composition(tmp_path):
+    from slm.compose import EFTModel, load_composition
+
+    cfg = build(EFTRecipeConfig, load_recipe(ROOT / "recipes/eft-smoke.yaml", [f"out_dir={tmp_path}"]))
+    summary = run(cfg)
+    table = format_table(summary)
+    for row in ("large base", "small fine-tuned", "up-scaled (EFT)"):
+        assert row in table
+        assert all(0 <= v <= 1 for v in summary["table"][row]["format"] + summary["table"][row]["knowledge"])
+    assert (tmp_path / "results.json").is_file()
+    model, tokenizer = load_composition(tmp_path / "seed-0" / "upscaled.yaml")
+    assert isinstance(model, EFTModel) and len(model.members) == 3 and tokenizer is not None
