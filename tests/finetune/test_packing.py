@@ -145,3 +145,10 @@ def test_overlong_examples_are_truncated_or_dropped_and_counted():
     assert "dropped" in dropped.report.summary()
     with pytest.raises(SlmError, match="no SFT example fits"):
         SFTBatches([long], seq_len=16, batch_size=1, pad_id=0, overlong="drop")
+
+
+def test_padded_rows_never_exceed_seq_len():
+    examples = [SFTExample(list(range(1, n + 1)), list(range(2, n + 1)) + [IGNORE]) for n in (3, 10)]
+    batch = next(iter(SFTBatches(examples, seq_len=10, batch_size=2, pad_id=None, pack=False)))
+    assert batch["input_ids"].shape == (2, 10)  # not rounded up to 16 past the context
+    assert batch["attention_mask"].sum().item() == 13

@@ -94,10 +94,17 @@ def collate_packed(rows: list[list[SFTExample]], seq_len: int, pad_id: int,
     return batch
 
 
-def collate_padded(examples: list[SFTExample], pad_id: int, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
-    """One example per row, right-padded to the longest in the batch, with a 2-D padding mask."""
-    longest = max(len(ex) for ex in examples)
-    T = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+def padded_width(lengths: list[int], multiple: int = 8, max_len: int | None = None) -> int:
+    longest = max(lengths)
+    width = -(-longest // multiple) * multiple
+    return min(width, max(max_len or width, longest))
+
+
+def collate_padded(examples: list[SFTExample], pad_id: int, pad_to_multiple_of: int = 8,
+                   max_len: int | None = None) -> dict[str, torch.Tensor]:
+    """One example per row, right-padded to the longest in the batch (rounded up to a multiple of
+    `pad_to_multiple_of`, but never past `max_len`), with a 2-D padding mask."""
+    T = padded_width([len(ex) for ex in examples], pad_to_multiple_of, max_len)
     input_ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), T), IGNORE, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), T), dtype=torch.long)
@@ -143,7 +150,8 @@ class SFTBatches:
             raise SlmError(f"overlong must be 'truncate' or 'drop', got {overlong!r}")
         if pack and strategy not in ("bfd", "greedy"):
             raise SlmError(f"packing strategy must be 'bfd' or 'greedy', got {strategy!r}")
-        self.seq_len, self.batch_size, self.pad_id = seq_len, batch_size, pad_id
+        # Pad positions are masked and carry no target, so any id will do when the tokenizer names none.
+        self.seq_len, self.batch_size, self.pad_id = seq_len, batch_size, 0 if pad_id is None else pad_id
         self.pack, self.strategy, self.seed, self.shuffle, self.epochs = pack, strategy, seed, shuffle, epochs
         self.rank, self.world_size, self.with_mask = rank, world_size, attention_mask
         self.report = PackingReport()
@@ -210,7 +218,7 @@ class SFTBatches:
         if self.pack:
             return collate_packed([[self.examples[i] for i in row] for row in plan], self.seq_len, self.pad_id,
                                   self.with_mask)
-        return collate_padded([self.examples[i] for i in plan], self.pad_id)
+        return collate_padded([self.examples[i] for i in plan], self.pad_id, max_len=self.seq_len)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         while self.epochs is None or self.epoch < self.epochs:
@@ -242,6 +250,6 @@ class SFTBatches:
         if self.pack:
             slots = len(rows) * self.seq_len
         else:
-            batches = self._batches(0)
-            slots = sum(len(b) * -(-max(len(self.examples[i]) for i in b) // 8) * 8 for b in batches)
+            slots = sum(len(b) * padded_width([len(self.examples[i]) for i in b], max_len=self.seq_len)
+                        for b in self._batches(0))
         return {"tokens": real, "targets": targets, "rows": len(rows), "fill": real / slots}
