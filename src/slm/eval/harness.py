@@ -14,6 +14,7 @@ import math
 import time
 from typing import Callable, Sequence
 
+from slm.errors import SlmError
 from slm.eval import metrics as M
 from slm.eval.scoring import Scorer
 from slm.eval.tasks import TaskSpec, render
@@ -75,8 +76,6 @@ def _choices(model, tokenizer, task, batch_size, seed, num_fewshot, progress):
             options = [task.verbalize(label) for label in task.labels]
             gold = task.target(doc).strip()
             if gold not in task.labels:
-                from slm.errors import SlmError
-
                 raise SlmError(f"task {task.name!r}: label {gold!r} is not one of {task.labels}")
         else:
             options = task.choice_list(doc)
@@ -141,8 +140,6 @@ def generate_texts(model, tokenizer, prompts: list[str], task: TaskSpec, batch_s
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
     room = (max_len - task.max_tokens) if max_len else None
     if room is not None and room < 1:
-        from slm.errors import SlmError
-
         raise SlmError(f"task {task.name!r}: max_tokens {task.max_tokens} leaves no room in a {max_len}-token context")
     encoded = []
     for prompt in prompts:

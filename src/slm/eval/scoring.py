@@ -93,6 +93,8 @@ class Scorer:
         for context, continuation in requests:
             if not context or not continuation:
                 raise ValueError("each request needs at least one context token and one continuation token")
+            if len(continuation) > self.max_length:
+                raise ValueError(f"a continuation of {len(continuation)} tokens exceeds max_length {self.max_length}")
         order = sorted(range(len(requests)),
                        key=lambda i: (-(len(requests[i][0]) + len(requests[i][1])),
                                       tuple(requests[i][0]) + tuple(requests[i][1])))
@@ -122,7 +124,7 @@ class Scorer:
             bar.close()
 
     def _score_batch(self, batch: list[TokenRequest]) -> list[tuple[float, bool]]:
-        device = self.core.embed.weight.device if hasattr(self.core, "embed") else torch.device("cpu")
+        device = next(self.core.parameters()).device
         inputs, spans = [], []
         for context, continuation in batch:
             # lm-eval: keep the last max_length + 1 tokens, feed all but the last one.
