@@ -52,3 +52,17 @@ def test_slm_eval_task_selection_and_errors(model_dir, tmp_path, capsys):
     assert "task file not found" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["eval", str(model_dir), "--tasks", str(tasks), "--task", "nope"]) == 2
     assert "no task named" in capsys.readouterr().err
+
+
+def test_slm_eval_accepts_a_composition_file(model_dir, tmp_path, capsys):
+    # base = reference = expert: the EFT composition's log-probabilities are the model's own, so are the metrics.
+    tasks = _tasks_file(tmp_path)
+    comp = tmp_path / "same.yaml"
+    comp.write_text(yaml.safe_dump({"kind": "eft", "base": str(model_dir), "reference": str(model_dir),
+                                    "experts": [{"model": str(model_dir), "weight": 1.0}]}))
+    out_dir, out_comp = tmp_path / "dir.json", tmp_path / "comp.json"
+    assert main(["eval", str(model_dir), "--tasks", str(tasks), "--output", str(out_dir)]) == 0
+    assert main(["eval", str(comp), "--tasks", str(tasks), "--output", str(out_comp)]) == 0
+    direct, composed = (json.loads(p.read_text())["results"] for p in (out_dir, out_comp))
+    assert direct["mc"]["acc"] == composed["mc"]["acc"] and direct["mc"]["acc_norm"] == composed["mc"]["acc_norm"]
+    assert abs(direct["ppl"]["bits_per_byte"] - composed["ppl"]["bits_per_byte"]) <= 1e-6 * direct["ppl"]["bits_per_byte"]

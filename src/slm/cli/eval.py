@@ -5,7 +5,7 @@ import argparse
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model directory (an HF checkpoint slm can load)")
+    p.add_argument("model", help="model directory (an HF checkpoint slm can load) or a composition YAML (slm.compose)")
     p.add_argument("--tasks", required=True, help="task YAML file (see README: Evaluation)")
     p.add_argument("--task", action="append", default=None, metavar="NAME",
                    help="run only this task of the file (repeatable)")
@@ -26,9 +26,8 @@ def run(args) -> int:
 
     import torch
 
-    import slm
     from slm.errors import SlmError
-    from slm.eval.harness import evaluate, markdown_table
+    from slm.eval.harness import evaluate, load_model, markdown_table
     from slm.eval.tasks import load_tasks
     from slm.io import atomic_write_text
 
@@ -37,7 +36,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise SlmError("--batch-size must be at least 1")
     tasks = load_tasks(args.tasks, names=args.task, limit=args.limit)
-    model, tokenizer = slm.load(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     if tokenizer is None:
         raise SlmError(f"{args.model} has no tokenizer; evaluation needs one")
     results = evaluate(model, tokenizer, tasks, batch_size=args.batch_size, seed=args.seed,

@@ -54,6 +54,20 @@ def make_evaluator(tasks: Sequence[TaskSpec], tokenizer, batch_size: int = 8, se
     return evaluator
 
 
+def load_model(path, dtype=None, device="cpu"):
+    """(model, tokenizer) from an HF directory, or from a composition YAML (an EFT model acts as one model)."""
+    import torch
+
+    from slm.compose.config import is_composition, load_composition
+
+    dtype = dtype or torch.float32
+    if is_composition(path):
+        return load_composition(path, dtype=dtype, device=device)
+    import slm
+
+    return slm.load(path, dtype=dtype, device=device)
+
+
 # ---- the task kinds ----
 
 def _perplexity(model, tokenizer, task, batch_size, seed, num_fewshot, progress):

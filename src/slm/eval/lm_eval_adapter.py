@@ -32,12 +32,13 @@ class SlmLM(TemplateLM):
         super().__init__()
         if model is None:
             if not pretrained:
-                raise ValueError("slm needs model_args pretrained=DIR (an HF directory slm can load)")
-            import slm
+                raise ValueError("slm needs model_args pretrained=DIR (an HF directory slm can load, or a "
+                                 "composition YAML)")
+            from slm.eval.harness import load_model
 
             if dtype not in _DTYPES:
                 raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-            model, loaded_tokenizer = slm.load(pretrained, dtype=_DTYPES[dtype], device=_usable(device))
+            model, loaded_tokenizer = load_model(pretrained, dtype=_DTYPES[dtype], device=_usable(device))
             tokenizer = tokenizer or loaded_tokenizer
         if tokenizer is None:
             raise ValueError("slm needs a tokenizer (the checkpoint has none; pass tokenizer=)")
