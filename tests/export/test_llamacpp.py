@@ -68,7 +68,7 @@ def test_llamacpp_reproduces_slm(tmp_path, trained, dtype):
         assert llm.detokenize(body).decode("utf-8") == p.prompt
     if dtype == "f32":
         assert report.all_match, [(p.slm_tokens, p.llamacpp_tokens) for p in report.prompts]
-        assert max(p.max_logit_diff for p in report.prompts) < 1e-3
+        assert max(p.max_logit_diff for p in report.prompts) < 5e-3  # summation order differs (SIMD, threads)
     else:
         # Rounded weights move the logits a little; the trained model's choices are clear enough that
         # nearly every teacher-forced argmax survives (a wrong layout or permutation gives ~chance).
