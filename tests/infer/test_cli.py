@@ -1,4 +1,5 @@
 """slm generate / chat / serve on a tiny saved model."""
+import copy
 import io
 import json
 import socket
@@ -16,7 +17,8 @@ from slm.infer import Engine, SamplingParams
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_model, tokenizer, tmp_path_factory):
-    return str(slm.save(tiny_model, tokenizer, tmp_path_factory.mktemp("cli") / "tiny"))
+    # A copy: save() fills the config's special token ids from the tokenizer, which other tests must not see.
+    return str(slm.save(copy.deepcopy(tiny_model), tokenizer, tmp_path_factory.mktemp("cli") / "tiny"))
 
 
 def test_generate_prints_the_engine_output(model_dir, tiny_model, tokenizer, capsys):
