@@ -27,8 +27,8 @@ def test_scoring_rules():
     assert not follows_format("the color of zorvak is teal.") and not follows_format("A: teal. A: red.")
     assert stated_value("A: teal.") == stated_value("the color of zorvak is teal. more") == "teal"
     assert stated_value("") is None
-    s = score(["A: teal.", "the color of zorvak is teal.", "A: red."], [fact] * 3)
-    assert s == {"format": 2 / 3, "knowledge": 2 / 3}
+    s = score(["A: teal.", "the color of zorvak is teal.", "A: red.", "teal."], [fact] * 4)
+    assert s == {"format": 2 / 4, "terse": 1 / 4, "knowledge": 3 / 4}
 
 
 def test_examples_train_on_the_answer_only():
@@ -59,5 +59,10 @@ def test_smoke_run_writes_models_table_and_a_loadable_composition(tmp_path):
         assert row in table
         assert all(0 <= v <= 1 for v in summary["table"][row]["format"] + summary["table"][row]["knowledge"])
     assert (tmp_path / "results.json").is_file()
+    assert list(summary["interpolation"]) == ["0.0", "1.0"] and "Interpolation" in table
+    # lam = 1 is plain up-scaling with expert A: the same answers, so the same scores.
+    [seed] = summary["seeds"]
+    assert {m: seed["interpolation"]["1.0"][m] for m in ("format", "knowledge")} == \
+        {m: seed["results"]["up-scaled (EFT)"][m] for m in ("format", "knowledge")}
     model, tokenizer = load_composition(tmp_path / "seed-0" / "upscaled.yaml")
     assert isinstance(model, EFTModel) and len(model.members) == 3 and tokenizer is not None

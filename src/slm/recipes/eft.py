@@ -14,6 +14,8 @@ Per seed:
      up-scaled composition EFTModel(large base, [(small fine-tuned, 1)], small base); two metrics:
        format     the answer is exactly `A: <word>.`                      (the fine-tuning's behaviour)
        knowledge  the answer's last word before the first period is the true attribute value
+  5. (lambdas) a second expert fine-tuned to answer tersely (`teal.`), and the interpolation between the two
+     up-scaled experts: weights lam and 1 - lam, for each lam.
 The models and a composition YAML (`upscaled.yaml`, usable with slm generate/serve/eval) stay in out_dir.
 """
 from __future__ import annotations
@@ -76,6 +78,9 @@ class EFTRecipeConfig:
     pretrain_small: TrainStage = field(default_factory=lambda: TrainStage(steps=150))
     finetune: TrainStage = field(default_factory=lambda: TrainStage(steps=40, lr=1e-3, batch_size=8, warmup_steps=5))
     max_tokens: int = 16  # per generated answer
+    # Interpolation between two experts, both up-scaled: expert A answers `A: teal.`, expert B answers `teal.`;
+    # the composition weighs A by lam and B by 1 - lam. Empty: skip (and do not train expert B).
+    lambdas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     progress: bool = False
 
 
@@ -128,11 +133,12 @@ def pretraining_documents(facts: list[Fact]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- scoring
 
-ANSWER_FORMAT = re.compile(r"A: [a-z]+\.")
+ANSWER_FORMAT = re.compile(r"A: [a-z]+\.")  # the target behaviour (expert A's)
+TERSE_FORMAT = re.compile(r"[a-z]+\.")  # expert B's, for the interpolation
 
 
-def follows_format(text: str) -> bool:
-    return ANSWER_FORMAT.fullmatch(text.strip()) is not None
+def follows_format(text: str, pattern: re.Pattern = ANSWER_FORMAT) -> bool:
+    return pattern.fullmatch(text.strip()) is not None
 
 
 def stated_value(text: str) -> str | None:
@@ -144,6 +150,7 @@ def stated_value(text: str) -> str | None:
 def score(answers: list[str], facts: list[Fact]) -> dict[str, float]:
     n = len(facts)
     return {"format": sum(follows_format(a) for a in answers) / n,
+            "terse": sum(follows_format(a, TERSE_FORMAT) for a in answers) / n,
             "knowledge": sum(stated_value(a) == f.value for a, f in zip(answers, facts)) / n}
 
 
@@ -221,13 +228,21 @@ def run_seed(cfg: EFTRecipeConfig, seed: int) -> dict:
     for row, model in zip(ROWS, (small, large, small_ft, upscaled)):
         answers = answer_all(model, tokenizer, held_out, cfg.max_tokens)
         results[row] = {**score(answers, held_out), "examples": answers[:3]}
+    interpolation = {}
+    if cfg.lambdas:
+        terse_data = examples(tokenizer, [(f.question, f"{f.value}.") for f in ft_facts])
+        small_terse = train(_copy(small), tokenizer, terse_data, cfg.finetune, cfg.seq_len, seed,
+                            out / "train-small-terse", cfg.progress)
+        for lam in cfg.lambdas:
+            mixed = EFTModel(large, [(small_ft, lam), (small_terse, 1.0 - lam)], small).eval()
+            interpolation[str(lam)] = score(answer_all(mixed, tokenizer, held_out, cfg.max_tokens), held_out)
     for name, model in (("large-base", large), ("small-base", small), ("small-ft", small_ft)):
         slm.save(model, tokenizer, out / name)
     (out / "upscaled.yaml").write_text("kind: eft\nbase: large-base\nreference: small-base\n"
                                        "experts:\n  - {model: small-ft, weight: 1.0}\n")
     return {"seed": seed, "held_out_questions": len(held_out), "finetune_questions": len(ft_facts),
             "questions": [f.question for f in held_out[:3]], "truth": [f.value for f in held_out[:3]],
-            "results": results}
+            "results": results, "interpolation": interpolation}
 
 
 def _copy(model):
@@ -246,7 +261,10 @@ def run(cfg: EFTRecipeConfig) -> dict:
     table = {}
     for row in ROWS:
         table[row] = {m: [r["results"][row][m] for r in per_seed] for m in ("format", "knowledge")}
-    summary = {"config": asdict(cfg), "seeds": per_seed, "table": table, "seconds": time.time() - start}
+    sweep = {lam: {m: [r["interpolation"][lam][m] for r in per_seed] for m in ("format", "terse", "knowledge")}
+             for lam in per_seed[0]["interpolation"]}
+    summary = {"config": asdict(cfg), "seeds": per_seed, "table": table, "interpolation": sweep,
+               "seconds": time.time() - start}
     path = Path(cfg.out_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     from slm.io import atomic_write_text
@@ -267,6 +285,12 @@ def format_table(summary: dict) -> str:
              f"{'model':<18} {'format (target)':>16} {'knowledge':>14}"]
     for row, metrics in summary["table"].items():
         lines.append(f"{row:<18} {cell(metrics['format']):>16} {cell(metrics['knowledge']):>14}")
+    if summary.get("interpolation"):
+        lines += ["", "Interpolation: large base + lam (expert A - small base) + (1 - lam) (expert B - small base)",
+                  f"{'lam':<18} {'A: teal. (A)':>16} {'teal. (B)':>14} {'knowledge':>14}"]
+        for lam, metrics in summary["interpolation"].items():
+            lines.append(f"{lam:<18} {cell(metrics['format']):>16} {cell(metrics['terse']):>14} "
+                         f"{cell(metrics['knowledge']):>14}")
     return "\n".join(lines)
 
 
