@@ -8,7 +8,8 @@ Decode speed is measured as a difference: time(prompt + N new tokens) - time(pro
 prefill is not counted, for both engines (greedy, no EOS). The roofline is the speed at which one token's
 weight bytes (every linear and norm weight; the embedding table only as the tied LM head) can be read at the
 memory bandwidth measured here by summing a large tensor. The int8 row also reports the perplexity change on
-stdlib text (random weights unless --model-dir gives trained checkpoints named <preset>).
+stdlib text when a checkpoint directory is given in --presets (random weights for a preset name: random
+token ids then, and only the change means anything).
 The llama.cpp column lives in benchmarks/decode_llamacpp.py (the GGUF export's benchmark).
 """
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -80,10 +80,11 @@ def perplexity(model, texts_ids: list[list[int]]) -> float:
     return math.exp(total / count)
 
 
-def load_or_init(name: str, model_dir: str | None):
-    if model_dir and (Path(model_dir) / name).is_dir():
-        model, tok = slm.load(Path(model_dir) / name)
-        return model, tok, "trained"
+def load_or_init(name: str):
+    """A preset name (random weights) or a checkpoint directory (its own weights and tokenizer)."""
+    if Path(name).is_dir():
+        model, tok = slm.load(name)
+        return model, tok, "checkpoint"
     return Decoder(preset(name)).init_weights(seed=0).eval(), None, "random"
 
 
@@ -106,14 +107,15 @@ def eval_ids(tok, vocab: int, n: int = 8, length: int = 256) -> list[list[int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=["nano", "micro"])
+    ap.add_argument("--presets", nargs="+", default=["nano", "micro"],
+                    help="preset names (random weights) or checkpoint directories (ppl on stdlib text)")
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per timed generation")
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--model-dir", default=None, help="directory with trained checkpoints named after the presets")
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
-    ap.add_argument("--speculative", action="store_true", help="also time speculative decoding (micro <- nano)")
+    ap.add_argument("--speculative", action="store_true", help="also time speculative decoding (micro target)")
+    ap.add_argument("--only-speculative", action="store_true", help="skip the table, time speculative decoding only")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,9 +126,13 @@ def main() -> None:
              f"{'roofline':>9} {'of roof':>8} {'ppl':>10}"
     print(header)
     prompt = list(range(1, args.prompt_len + 1))
+    if args.only_speculative:
+        speculative(load_or_init("micro")[0], load_or_init("nano")[0], prompt, args.tokens)
+        return
     models = {}
     for name in args.presets:
-        model, tok, kind = load_or_init(name, args.model_dir)
+        model, tok, kind = load_or_init(name)
+        name = Path(name).name[:7] if kind == "checkpoint" else name
         models[name] = model
         ids = eval_ids(tok, model.config.vocab_size)
         ppl_fp32 = perplexity(model, ids)
@@ -147,29 +153,33 @@ def main() -> None:
             ppl_text = f"{ppl:.2f}" if label == "fp32" else f"{ppl:.2f} ({(ppl / ppl_fp32 - 1) * 100:+.2f}%)"
             hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label == "fp32") else f"{'n/a':>9} {'':>7}"
             print(f"{name:7} {label:8} {wb / 1e6:9.1f} {tps:10.1f} {hf_col} {roof:9.1f} {tps / roof:8.0%} "
-                  f"{ppl_text:>10}  [{kind} weights]")
+                  f"{ppl_text:>10}  [{kind} weights]", flush=True)
     if args.speculative and {"nano", "micro"} <= set(models):
         speculative(models["micro"], models["nano"], prompt, args.tokens)
 
 
 def speculative(target, draft, prompt, tokens) -> None:
-    """Acceptance rate and speed-up of speculative decoding over the target alone (greedy and sampled)."""
+    """Acceptance rate and speed-up of speculative decoding over the target alone.
+
+    Two drafts: the target's own int8 copy (closely agrees with it, reads a quarter of the bytes) and the nano
+    preset (with random weights it shares nothing with the target: the worst case, a lower bound).
+    """
     from slm.infer.speculative import SpeculativeDecoder
 
-    if target.config.vocab_size != draft.config.vocab_size:
-        print("speculative: target and draft vocabularies differ; skipped")
-        return
     engine = Engine(target)
+    drafts = {"int8 copy": quantize_int8(copy.deepcopy(target)), "nano": draft}
     for params in (SamplingParams(max_tokens=tokens, ignore_eos=True),
                    SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.8, seed=0)):
         alone = best_of(lambda: engine.generate([prompt], params), 2)
-        for k in (2, 4):
-            spec = SpeculativeDecoder(target, draft, k=k)
+        mode = "greedy" if params.greedy else "T=0.8"
+        for label, d in drafts.items():
+            if d.config.vocab_size != target.config.vocab_size:
+                continue
+            spec = SpeculativeDecoder(target, d, k=4)
             spec_time = best_of(lambda: spec.generate(prompt, params), 2)
-            mode = "greedy" if params.greedy else "T=0.8"
-            print(f"speculative micro<-nano {mode} k={k}: acceptance {spec.stats.acceptance_rate:.0%}, "
-                  f"{spec.stats.tokens_per_target_call:.2f} tokens/target call, "
-                  f"speed-up {alone / spec_time:.2f}x ({tokens / spec_time:.1f} vs {tokens / alone:.1f} tok/s)")
+            print(f"speculative, micro target, {label} draft, {mode}, k=4: acceptance {spec.stats.acceptance_rate:.0%}, "
+                  f"{spec.stats.tokens_per_target_call:.2f} tokens/target call, speed-up {alone / spec_time:.2f}x "
+                  f"({tokens / spec_time:.1f} vs {tokens / alone:.1f} tok/s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from slm.errors import SlmError
-from slm.infer.engine import Completion, Sequence, model_device
+from slm.infer.engine import Completion, model_device
 from slm.infer.sampling import BatchSettings, SamplingParams, probabilities, seen_mask
 
 
