@@ -128,10 +128,12 @@ def test_concurrent_requests_share_a_batch(server, tiny_model, tokenizer):
     expected = Engine(tiny_model, tokenizer).generate(prompts, _greedy(30))
     before = app.state.scheduler.largest_batch
     results = [None] * len(prompts)
+    clients = [openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) for _ in prompts]
+    barrier = threading.Barrier(len(prompts))
 
     def ask(i):
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-        results[i] = client.completions.create(model="tiny", prompt=prompts[i], max_tokens=30, temperature=0)
+        barrier.wait()
+        results[i] = clients[i].completions.create(model="tiny", prompt=prompts[i], max_tokens=30, temperature=0)
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
     for t in threads:
@@ -180,7 +182,7 @@ def test_full_queue_answers_429_and_disconnect_frees_the_slot(tiny_model, tokeni
             with pytest.raises(openai.RateLimitError) as info:
                 client.completions.create(model="tiny", prompt="def", max_tokens=3)
             assert info.value.status_code == 429 and info.value.body["code"] == "queue_full"
-            time.sleep(0.3)  # the server notices the disconnect and marks the sequence cancelled
+            wait_until(lambda: scheduler.active[0].seq.cancelled)  # the server noticed the disconnect
             gated.gate.set()
             waiter.join(timeout=30)
             assert not waiter.is_alive()

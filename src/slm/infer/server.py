@@ -97,6 +97,7 @@ class Scheduler:
         self.engine, self.max_batch_size, self.gather_s = engine, max_batch_size, gather_s
         self.waiting: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self.running = 0
+        self.active: list[Job] = []  # the batch being decoded
         self.batches = 0  # batches run, and the largest so far (tests and /health read them)
         self.largest_batch = 0
         self._stop = threading.Event()
@@ -137,7 +138,7 @@ class Scheduler:
                 continue
             for i, job in enumerate(jobs):
                 job.seq.index = i
-            self.running = len(jobs)
+            self.running, self.active = len(jobs), jobs
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(jobs))
             try:
@@ -149,7 +150,7 @@ class Scheduler:
                     if not job.seq.finished:
                         job.push(e)
             finally:
-                self.running = 0
+                self.running, self.active = 0, []
 
 
 # ---- the app ----
