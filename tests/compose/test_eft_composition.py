@@ -95,14 +95,15 @@ def test_extra_vocabulary_rows_are_dropped(trio, make_tiny):
 
 def test_cached_generation_matches_full_recomputation(trio):
     """Engine drives the composition; each member's own cache gives what recomputing from scratch gives,
-    also for left-padded batches of different prompt lengths."""
+    also for left-padded batches of different prompt lengths whose rows finish at different steps."""
     large, small, ft = trio
     eft = EFTModel(large, [(ft, 1.0)], small)
     prompts = [[1, 2, 3, 4, 5], [6, 7], [3]]
-    outs = Engine(eft).generate(prompts, SamplingParams(max_tokens=12))
-    for prompt, out in zip(prompts, outs):
+    lengths = [12, 4, 8]  # rows leave the batch at different steps: every member's cache drops them
+    outs = Engine(eft).generate(prompts, [SamplingParams(max_tokens=n) for n in lengths])
+    for prompt, out, n in zip(prompts, outs, lengths):
         ids = list(prompt)
-        for _ in range(12):
+        for _ in range(n):
             ids.append(int(logp(eft, torch.tensor([ids]))[0, -1].argmax()))
         assert out.token_ids == ids[len(prompt):]
 
