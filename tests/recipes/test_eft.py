@@ -66,3 +66,15 @@ def test_smoke_run_writes_models_table_and_a_loadable_composition(tmp_path):
         {m: seed["results"]["up-scaled (EFT)"][m] for m in ("format", "knowledge")}
     model, tokenizer = load_composition(tmp_path / "seed-0" / "upscaled.yaml")
     assert isinstance(model, EFTModel) and len(model.members) == 3 and tokenizer is not None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("world.entities=1", "at least one entity"), ("world.attributes=9", "world.attributes"),
+    ("seeds=[]", "at least one seed"), ("finetune.steps=0", "finetune.steps"), ("world.colour=1", "unknown key"),
+])
+def test_bad_settings_fail_with_one_line(override, message, capsys):
+    from slm.cli import main
+
+    assert main(["recipe", "eft", "--config", str(ROOT / "recipes/eft-smoke.yaml"), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -47,6 +47,16 @@ class WorldConfig:
     attributes: int = 2  # how many of ATTRIBUTES each entity has
     finetune_fraction: float = 0.5  # entities whose questions teach the answer format; the rest are held out
 
+    def __post_init__(self):
+        from slm.errors import ConfigError
+
+        if not 1 <= self.attributes <= len(ATTRIBUTES):
+            raise ConfigError(f"world.attributes must be between 1 and {len(ATTRIBUTES)}, got {self.attributes}")
+        cut = round(self.finetune_fraction * self.entities)
+        if not 0 < cut < self.entities:
+            raise ConfigError("world.entities and world.finetune_fraction must leave at least one entity for "
+                              f"fine-tuning and one held out (got {self.entities} and {self.finetune_fraction})")
+
 
 @dataclass
 class ModelSize:
@@ -82,6 +92,15 @@ class EFTRecipeConfig:
     # the composition weighs A by lam and B by 1 - lam. Empty: skip (and do not train expert B).
     lambdas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     progress: bool = False
+
+    def __post_init__(self):
+        from slm.errors import ConfigError
+
+        if not self.seeds:
+            raise ConfigError("seeds must name at least one seed")
+        for stage in ("pretrain_large", "pretrain_small", "finetune"):
+            if getattr(self, stage).steps < 1:
+                raise ConfigError(f"{stage}.steps must be at least 1")
 
 
 # ---------------------------------------------------------------------------------------------- the world
