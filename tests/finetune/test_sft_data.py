@@ -123,3 +123,14 @@ def test_llama_bpe_tokenizer_both_paths_agree():
     a, b = Renderer(tok)(CONVERSATION), Renderer(tok, template=unmarked)(CONVERSATION)
     assert a.input_ids == b.input_ids and a.labels == b.labels
     assert target_text(tok, a) == "hello!<|im_end|>ok then<|im_end|>"
+
+
+def test_a_conversation_the_template_refuses_is_a_bad_line(tmp_path, tokenizer, write_jsonl):
+    strict = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}"
+              "{% endif %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    path = write_jsonl(tmp_path / "d.jsonl", [{"messages": CONVERSATION}, {"messages": CONVERSATION[1:3]}])
+    with pytest.raises(SlmError, match="d.jsonl:1: the chat template refused this conversation: no system role"):
+        load_sft_examples(path, tokenizer, template=strict)
+    warnings = []
+    examples, report = load_sft_examples(path, tokenizer, template=strict, on_bad_line="skip", warn=warnings.append)
+    assert len(examples) == 1 and report.records == 1 and len(report.bad) == 1

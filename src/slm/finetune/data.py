@@ -229,8 +229,15 @@ def load_sft_examples(path: str | Path, tokenizer, template: str | None = None, 
     report = LoadReport(path=renderer.path)
     warn = warn or _warn
     examples = []
+    from jinja2 import TemplateError
+
     for where, messages in read_jsonl(path, on_bad_line, report, warn):
-        ex = renderer(messages, where)
+        try:
+            ex = renderer(messages, where)
+        except TemplateError as e:  # e.g. raise_exception('roles must alternate') in the template itself
+            report.records -= 1
+            _bad(report, BadLine(where, f"the chat template refused this conversation: {e}"), on_bad_line, warn)
+            continue
         if ex.num_targets == 0:
             report.records -= 1
             _bad(report, BadLine(where, "the rendered conversation has no assistant tokens"), on_bad_line, warn)
