@@ -149,3 +149,13 @@ def test_a_vocabulary_may_extend_another(tokenizers):
     extended = copy.deepcopy(a)
     extended.add_tokens(["<tool>", "</tool>"])
     assert shared_vocabulary({"base": a, "expert 0": extended}) == len(a)
+
+
+def test_down_scaling_and_amplified_up_scaling_are_the_same_arithmetic(trio, make_tiny):
+    large, small, small_ft = trio
+    large_ft = make_tiny(6, n_layers=2, dim=32)
+    close(logp(EFTModel(small, [(large_ft, 1.0)], large)),
+          torch.log_softmax(logp(small) + logp(large_ft) - logp(large), -1))
+    beta = 1.5  # log p_ft_small + beta (log p_large - log p_small)
+    close(logp(EFTModel(small_ft, [(large, beta)], small)),
+          torch.log_softmax(logp(small_ft) + beta * (logp(large) - logp(small)), -1))
