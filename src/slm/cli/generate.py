@@ -9,8 +9,9 @@ import argparse
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an HF model directory (with tokenizer files)")
-    p.add_argument("--int8", action="store_true", help="quantize every linear weight, the LM head included, to int8 per output channel at load "
-                   "(the embedding table stays float)")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize every linear weight, the LM head included, to int8 per output channel at load "
+                        "(the embedding table stays float)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
