@@ -4,37 +4,27 @@
 
 For each preset (random weights of that shape; speed does not depend on the values) the model is exported to
 GGUF f32 and q8_0 and decoded greedily by llama.cpp, and decoded by slm's Engine in fp32 (and int8 weights,
-when slm.infer.quant is present), all in this one run with the same thread count. tokens/s = new tokens /
-wall time of one generate call (prompt of 16 tokens, then --tokens new ones), median of --repeats runs.
+when slm.infer.quant is present), all in this one run with the same thread count. Decode tokens/s =
+(N - 1) / (time for N new tokens - time for 1) after a 16-token prompt, best of --repeats (the method of
+benchmarks/decode.py, so the columns line up).
 Roofline = measured memory bandwidth / weight bytes read per token. Needs llama-cpp-python (`make check-gguf`).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import slm
 from slm.export import export_gguf
 from slm.export.parity import llamacpp_greedy, load_llamacpp, slm_greedy
 
-
-def measure_bandwidth(mb: int = 512, repeats: int = 5) -> float:
-    """Bytes/s of a large array copy (read + write), best of a few: the memory roofline's denominator."""
-    src = np.ones(mb * 2**20 // 4, dtype=np.float32)
-    dst = np.empty_like(src)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * src.nbytes / best
+sys.path.insert(0, str(Path(__file__).parent))
+from decode import memory_bandwidth  # noqa: E402  (the same roofline denominator as the slm-vs-transformers table)
 
 
 def gguf_bytes_per_token(path: Path) -> int:
@@ -55,14 +45,18 @@ def slm_bytes_per_token(model) -> int:
         return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, thread pools, caches)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def decode_rate(generate, n_tokens: int, repeats: int) -> float:
+    """Tokens/s of the decode steps alone: prefill and first token are timed separately and subtracted."""
+    def best(n):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            generate(n)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    generate(2)  # warm-up (allocations, thread pools, caches)
+    return (n_tokens - 1) / (best(n_tokens) - best(1))
 
 
 def main(argv=None) -> int:
@@ -78,9 +72,9 @@ def main(argv=None) -> int:
         print("llama-cpp-python is not installed: run `make check-gguf` first", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    bandwidth = measure_bandwidth()
-    print(f"memory bandwidth (large copy): {bandwidth / 1e9:.1f} GB/s; threads {args.threads}; "
-          f"prompt 16 tokens, {args.tokens} new tokens, median of {args.repeats}")
+    bandwidth = memory_bandwidth()
+    print(f"memory bandwidth (1 GiB sum): {bandwidth / 1e9:.1f} GB/s; threads {args.threads}; "
+          f"prompt 16 tokens, {args.tokens} new tokens, best of {args.repeats}")
     from slm.data.sources import iter_stdlib_texts
 
     tok = slm.train_tokenizer(list(iter_stdlib_texts(10)), vocab_size=1024, kind="byte-bpe")
@@ -89,23 +83,23 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:
             model = slm.models.Decoder(slm.preset(name)).init_weights(0).eval()
-            runs = [("slm fp32", lambda m=model: slm_greedy(m, prompt, args.tokens), slm_bytes_per_token(model))]
+            runs = [("slm fp32", lambda n, m=model: slm_greedy(m, prompt, n), slm_bytes_per_token(model))]
             try:
                 from slm.infer.quant import quantize_int8
 
                 q = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
-                runs.append(("slm int8", lambda m=q: slm_greedy(m, prompt, args.tokens), slm_bytes_per_token(q)))
+                runs.append(("slm int8", lambda n, m=q: slm_greedy(m, prompt, n), slm_bytes_per_token(q)))
             except ImportError:
                 pass
             for dtype in ("f32", "q8_0"):
                 path = export_gguf(model, tok, Path(tmp) / f"{name}-{dtype}.gguf", dtype=dtype)
                 llm = load_llamacpp(path, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)
-                runs.append((f"llama.cpp {dtype}", lambda m=llm: llamacpp_greedy(m, prompt, args.tokens),
+                runs.append((f"llama.cpp {dtype}", lambda n, m=llm: llamacpp_greedy(m, prompt, n),
                              gguf_bytes_per_token(path)))
-            for label, fn, nbytes in runs:
-                seconds = timed(fn, args.repeats)
-                rows.append((name, label, args.tokens / seconds, nbytes, bandwidth / nbytes))
-                print(f"  {name:6s} {label:16s} {args.tokens / seconds:8.1f} tok/s", flush=True)
+            for label, generate, nbytes in runs:
+                rate = decode_rate(generate, args.tokens, args.repeats)
+                rows.append((name, label, rate, nbytes, bandwidth / nbytes))
+                print(f"  {name:6s} {label:16s} {rate:8.1f} tok/s", flush=True)
     print("\n| model | engine | tok/s | weight MB/token | roofline tok/s | % of roofline | vs slm fp32 |")
     print("|---|---|---|---|---|---|---|")
     for name, label, tps, nbytes, roof in rows:
