@@ -218,3 +218,18 @@ def test_cli(tmp_path, tokenizers, make_model, capsys):
     slm.save(phi, tok, tmp_path / "phi")
     assert main(["export", "gguf", str(tmp_path / "phi"), str(tmp_path / "phi.gguf")]) == 2
     assert "Llama family only" in capsys.readouterr().err
+
+
+def test_sentencepiece_dummy_prefix_is_declared(tmp_path, tokenizers, make_model):
+    """A Llama tokenizer whose Metaspace prepends '▁' (SentencePiece's dummy prefix) tells llama.cpp so."""
+    from tokenizers import pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = tokenizers["llama-bpe"]
+    backend = type(tok.backend_tokenizer).from_str(tok.backend_tokenizer.to_str())
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    prefixed = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                       pad_token="<pad>")
+    assert prefixed.convert_ids_to_tokens(prefixed.encode("hi", add_special_tokens=False))[0].startswith("\u2581")
+    fields, _ = read(export_gguf(make_model(len(tok)), prefixed, tmp_path / "m.gguf"))
+    assert fields["tokenizer.ggml.add_space_prefix"] is True
