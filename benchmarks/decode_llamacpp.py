@@ -1,10 +1,10 @@
 """Batch-1 greedy decode: slm's engine vs llama.cpp (llama-cpp-python) on the same weights, next to the roofline.
 
-    .venv/bin/python benchmarks/decode_llamacpp.py [--presets nano micro] [--tokens 128] [--threads 2]
+    .venv/bin/python benchmarks/decode_llamacpp.py [--presets nano micro] [--tokens 128] [--threads 1]
 
 For each preset (random weights of that shape; speed does not depend on the values) the model is exported to
-GGUF f32 and q8_0 and decoded greedily by llama.cpp, and decoded by slm's Engine in fp32 (and int8 weights,
-when slm.infer.quant is present), all in this one run with the same thread count. Decode tokens/s =
+GGUF f32 and q8_0 and decoded greedily by llama.cpp, and decoded by slm's Engine in fp32 and int8
+(slm.infer.quant), all in this one run with the same thread count. Decode tokens/s =
 (N - 1) / (time for N new tokens - time for 1) after a 16-token prompt, best of --repeats (the method of
 benchmarks/decode.py, so the columns line up).
 Roofline = measured memory bandwidth / weight bytes read per token. Needs llama-cpp-python (`make check-gguf`).
@@ -22,6 +22,7 @@ import torch
 import slm
 from slm.export import export_gguf
 from slm.export.parity import llamacpp_greedy, load_llamacpp, slm_greedy
+from slm.infer.quant import quantize_int8, weight_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decode import memory_bandwidth  # noqa: E402  (the same roofline denominator as the slm-vs-transformers table)
@@ -35,14 +36,6 @@ def gguf_bytes_per_token(path: Path) -> int:
     if "output.weight" in tensors:
         tensors.pop("token_embd.weight")
     return sum(tensors.values())
-
-
-def slm_bytes_per_token(model) -> int:
-    try:
-        from slm.infer.quant import weight_bytes
-        return weight_bytes(model)
-    except ImportError:  # same rule by hand: every weight, with a tied embedding counted once (as the head)
-        return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def decode_rate(generate, n_tokens: int, repeats: int) -> float:
@@ -64,7 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", nargs="+", default=["nano", "micro"])
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per generate call")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2, help="threads for both torch and llama.cpp")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for both torch and llama.cpp (1: on a shared machine spinning threads only queue)")
     args = ap.parse_args(argv)
     try:
         import llama_cpp  # noqa: F401
@@ -83,14 +77,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:
             model = slm.models.Decoder(slm.preset(name)).init_weights(0).eval()
-            runs = [("slm fp32", lambda n, m=model: slm_greedy(m, prompt, n), slm_bytes_per_token(model))]
-            try:
-                from slm.infer.quant import quantize_int8
-
-                q = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
-                runs.append(("slm int8", lambda n, m=q: slm_greedy(m, prompt, n), slm_bytes_per_token(q)))
-            except ImportError:
-                pass
+            int8 = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
+            runs = [("slm fp32", lambda n, m=model: slm_greedy(m, prompt, n), weight_bytes(model)),
+                    ("slm int8", lambda n, m=int8: slm_greedy(m, prompt, n), weight_bytes(int8))]
             for dtype in ("f32", "q8_0"):
                 path = export_gguf(model, tok, Path(tmp) / f"{name}-{dtype}.gguf", dtype=dtype)
                 llm = load_llamacpp(path, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)
