@@ -39,6 +39,12 @@ def test_smoke_pipeline(tmp_path, capsys):
     Verifier.load(run_dir / "verifier")
     model, tokenizer = slm.load(run_dir / "generator-final")
     assert tokenizer is not None and model.config.dim == 32
+    # A repeated run with the same settings reuses the seed's results instead of training again.
+    assert main(["recipe", "tinygsm", "--config", str(ROOT / "recipes/tinygsm-smoke.yaml"),
+                 "--out", str(tmp_path / "run")]) == 0
+    again = capsys.readouterr().out
+    assert "reusing" in again
+    assert json.loads((tmp_path / "run/results.json").read_text())["table"] == summary["table"]
 
 
 def test_recipes_load_and_build():

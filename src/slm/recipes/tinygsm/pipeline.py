@@ -224,7 +224,7 @@ def run_completions(questions: list[str], completions, workers: int | None):
 # -------------------------------------------------------------------------------------------- training
 
 def _train(model, tokenizer, examples, steps, batch_size, seq_len, lr, min_lr, warmup, weight_decay, out_dir,
-           seed, progress, save_every=0, loss_fn=None):
+           seed, progress, save_every=0, loss_fn=None, resume=None):
     from slm.finetune import SFTBatches
     from slm.train import TrainConfig, Trainer
 
@@ -234,7 +234,7 @@ def _train(model, tokenizer, examples, steps, batch_size, seq_len, lr, min_lr, w
                          betas=(0.9, 0.95), seed=seed, log_every=max(1, steps // 10), save_every=save_every,
                          keep_last=0, progress=progress, device="cpu" if not _cuda() else "auto")
     trainer = Trainer(model, config, batches, out_dir=out_dir, tokenizer=tokenizer, loss_fn=loss_fn)
-    result = trainer.fit()
+    result = trainer.fit(resume=resume)
     return trainer, result
 
 
@@ -273,8 +273,13 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     lap("data")
 
     # ---- generator: tokenizer + SFT with checkpoints
-    texts = [p.code for p in train]
-    tokenizer = slm.train_tokenizer(texts, vocab_size=cfg.model.vocab_size, kind="byte-bpe")
+    gen_dir = out_dir / "generator"
+    finished = ckpt.list_checkpoints(gen_dir)
+    if finished:  # an interrupted or repeated run continues the generator (and keeps its tokenizer)
+        tokenizer = slm.load_tokenizer(finished[-1][1])
+        _say(f"seed {seed}: resuming the generator from {finished[-1][1]}")
+    else:
+        tokenizer = slm.train_tokenizer([p.code for p in train], vocab_size=cfg.model.vocab_size, kind="byte-bpe")
     m = cfg.model
     model_cfg = ModelConfig(arch="llama", vocab_size=len(tokenizer), dim=m.dim, n_layers=m.n_layers,
                             n_heads=m.n_heads, n_kv_heads=m.n_kv_heads, ffn_dim=m.ffn_dim, max_seq_len=m.max_seq_len,
@@ -283,11 +288,14 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     generator = Decoder(model_cfg).init_weights(seed)
     g = cfg.generator
     examples = sft_examples(train, tokenizer)
-    gen_dir = out_dir / "generator"
     every = math.ceil(g.steps / g.checkpoints)
     _, gen_result = _train(generator, tokenizer, examples, g.steps, g.batch_size, g.seq_len, g.lr, g.min_lr,
-                           g.warmup_steps, g.weight_decay, gen_dir, seed, cfg.progress, save_every=every)
+                           g.warmup_steps, g.weight_decay, gen_dir, seed, cfg.progress, save_every=every,
+                           resume="auto" if finished else None)
     generator.eval()
+    # From here on, the tokenizer is the one saved next to the weights: fresh and resumed runs then sample
+    # through exactly the same files.
+    tokenizer = slm.load_tokenizer(ckpt.list_checkpoints(gen_dir)[-1][1])
     lap("generator_training")
 
     # ---- verifier data: samples from every checkpoint at each temperature, labelled by execution
@@ -300,12 +308,15 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
             samples = sample_programs(snapshot, tokenizer, questions, v.samples, temperature, cfg.eval.max_tokens,
                                       seed=seed * 7919 + step * 31 + ti, batch_size=cfg.eval.batch_size)
             runs = run_completions(questions, samples, workers)
+            here = 0
             for p, q, cs, rs in zip(verifier_qs, questions, samples, runs):
                 prompt = encode_prompt(tokenizer, q)
                 for c, r in zip(cs, rs):
                     ok = answers_match(r.value, p.answer)
-                    correct_count += ok
+                    here += ok
                     verifier_examples.append(verifier_example(prompt, c.token_ids, ok, f"step-{step}/T{temperature}"))
+            correct_count += here
+            _say(f"seed {seed}: checkpoint {step}, T={temperature}: {here}/{len(questions) * v.samples} correct")
     positive = correct_count / max(len(verifier_examples), 1)
     _say(f"seed {seed}: {len(verifier_examples)} verifier samples, {positive:.1%} correct")
     lap("verifier_data")
@@ -344,7 +355,7 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
               "template_leaks": data["template_leaks"], "templates": data["templates"],
               "verifier_questions": len(verifier_qs), "verifier_samples": len(verifier_examples), "verifier_positive_rate": positive,
               "generator_final_loss": gen_result.get("loss"), "parameters": generator.num_parameters(),
-              "seconds": timings}
+              "seconds": timings, "run_config": _run_config(cfg)}
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -355,10 +366,24 @@ def _seed_job(cfg: TinyGSMConfig, seed: int) -> dict:
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // min(cfg.jobs, len(cfg.seeds)))
     torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = run_seed(cfg, seed, Path(cfg.out_dir) / f"seed-{seed}")
+    out_dir = Path(cfg.out_dir) / f"seed-{seed}"
+    done = out_dir / "results.json"
+    if done.is_file() and json.loads(done.read_text()).get("run_config") == _run_config(cfg):
+        _say(f"seed {seed}: reusing {done} (same settings; delete it to run the seed again)")
+        result = json.loads(done.read_text())
+    else:
+        result = run_seed(cfg, seed, out_dir)
     _say(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items())
          + f" ({sum(result['seconds'].values()):.0f}s)")
     return result
+
+
+def _run_config(cfg: TinyGSMConfig) -> dict:
+    """The settings that decide a seed's numbers (not where it runs, how parallel, or which other seeds)."""
+    settings = asdict(cfg)
+    for key in ("seeds", "out_dir", "threads", "jobs", "sandbox_workers", "progress"):
+        settings.pop(key)
+    return settings
 
 
 def run(cfg: TinyGSMConfig) -> dict:
