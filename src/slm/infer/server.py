@@ -86,6 +86,7 @@ class ChatRequest(_Sampling):
 class Job:
     seq: Sequence
     loop: asyncio.AbstractEventLoop
+    stream: bool = False  # a non-streaming request is woken only by its last event
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
 
     def push(self, item) -> None:
@@ -93,7 +94,7 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, max_batch_size: int = 16, max_queue: int = 64, gather_s: float = 0.002):
+    def __init__(self, engine: Engine, max_batch_size: int = 16, max_queue: int = 64, gather_s: float = 0.01):
         self.engine, self.max_batch_size, self.gather_s = engine, max_batch_size, gather_s
         self.waiting: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self.running = 0
@@ -144,7 +145,9 @@ class Scheduler:
             try:
                 for events in self.engine.steps([job.seq for job in jobs]):
                     for event in events:
-                        jobs[event.index].push(event)
+                        job = jobs[event.index]
+                        if job.stream or event.finish_reason:
+                            job.push(event)
             except Exception as e:  # a failing batch answers its requests with an error; the server stays up
                 for job in jobs:
                     if not job.seq.finished:
@@ -223,7 +226,7 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
             seq = engine.new_sequence(prompt, params, track_text=stream)
         except SlmError as e:
             raise ApiError(400, str(e), param="prompt", code="invalid_prompt") from None
-        job = Job(seq, asyncio.get_running_loop())
+        job = Job(seq, asyncio.get_running_loop(), stream)
         scheduler.submit(job)
         return job
 
