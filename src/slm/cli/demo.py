@@ -6,7 +6,7 @@ import argparse
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="where the tokenizer, shards, run and checkpoint go")
-    p.add_argument("--tokens", type=int, default=600_000, help="pretraining token budget")
+    p.add_argument("--tokens", type=int, default=1_500_000, help="pretraining token budget")
     p.add_argument("--preset", default="nano", help="model preset (nano trains in about 10 minutes on 2 cores)")
     p.add_argument("--files", type=int, default=None, help="use only the first N stdlib files (default: all)")
     p.add_argument("--prompt", default=None, help="code prompt for the sampled continuation")
