@@ -29,7 +29,9 @@ def test_smoke_pipeline(tmp_path, capsys):
         assert 0.0 <= row["mean"] <= 1.0 and len(row["values"]) == 1
     seed = summary["seeds"][0]
     m = seed["metrics"]
-    assert m["pass@N"] >= max(m["majority@N"], m["verifier@N"], m["pass@1"])
+    assert m["pass@N"] >= max(m["majority@N"], m["verifier@N"], m["weighted@N"], m["pass@1"])
+    lines = (tmp_path / "run/seed-0/test_samples.jsonl").read_text().splitlines()
+    assert len(lines) == seed["test_problems"] and len(json.loads(lines[0])["samples"]) == 4
     assert seed["template_leaks"] == 0  # no test template was trained on
     assert seed["verifier_samples"] == 2 * 2 * 2 * seed["verifier_questions"]  # checkpoints x temperatures x samples
     run_dir = tmp_path / "run/seed-0"
@@ -56,8 +58,8 @@ def test_recipes_load_and_build():
 
 
 def test_format_table():
-    seeds = [{"n_samples": 16, "test_problems": 10, "metrics": {k: v for k, v in zip(METRICS, [.1, .2, .3, .4, .5])}},
-             {"n_samples": 16, "test_problems": 10, "metrics": {k: v for k, v in zip(METRICS, [.3, .2, .3, .6, .7])}}]
+    seeds = [{"n_samples": 16, "test_problems": 10, "metrics": dict(zip(METRICS, [.1, .2, .3, .4, .45, .5]))},
+             {"n_samples": 16, "test_problems": 10, "metrics": dict(zip(METRICS, [.3, .2, .3, .6, .65, .7]))}]
     from slm.recipes.tinygsm.pipeline import summarize
 
     text = format_table(summarize(seeds))

@@ -4,7 +4,7 @@ import torch
 
 from slm.finetune import IGNORE, SFTBatches
 from slm.models import Decoder, ModelConfig
-from slm.recipes.tinygsm.selection import Sample, majority_vote, selection_metrics, verifier_pick
+from slm.recipes.tinygsm.selection import Sample, majority_vote, selection_metrics, verifier_pick, weighted_vote
 from slm.recipes.tinygsm.verifier import Verifier, score, verifier_example, verifier_loss
 
 
@@ -108,6 +108,9 @@ def test_selectors():
     assert verifier_pick(samples).value == 7  # the top score among programs that ran
     assert majority_vote([Sample(None, False)]) is None and verifier_pick([Sample(None, False)]) is None
     assert majority_vote([Sample(3, False), Sample(4, True)]) == 3  # ties: first seen
+    # weighted vote: 5 has 0.2 + 0.1, 7 has 0.9 (the unrun sample's score counts for nothing)
+    assert weighted_vote(samples) == 7
+    assert weighted_vote([Sample(5, False, 0.4), Sample(5.0, False, 0.4), Sample(7, True, 0.7)]) == 5
 
 
 def test_selection_metrics_and_their_invariants():
@@ -119,7 +122,7 @@ def test_selection_metrics_and_their_invariants():
     m = selection_metrics(questions, [7, 3, 2], [True, False, False])
     assert m == {"greedy": pytest.approx(1 / 3), "pass@1": pytest.approx((1 / 3 + 2 / 3) / 3),
                  "majority@N": pytest.approx(1 / 3), "verifier@N": pytest.approx(1 / 3),
-                 "pass@N": pytest.approx(2 / 3)}
+                 "weighted@N": pytest.approx(1 / 3), "pass@N": pytest.approx(2 / 3)}
     assert m["pass@N"] >= max(m["majority@N"], m["verifier@N"], m["pass@1"])
     with pytest.raises(ValueError):
         selection_metrics(questions, [7], [True])

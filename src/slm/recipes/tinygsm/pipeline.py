@@ -25,7 +25,7 @@ from pathlib import Path
 
 from slm.errors import ConfigError, SlmError
 
-METRICS = ("greedy", "pass@1", "majority@N", "verifier@N", "pass@N")
+METRICS = ("greedy", "pass@1", "majority@N", "verifier@N", "weighted@N", "pass@N")
 
 
 @dataclass
@@ -248,11 +248,9 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     import torch
 
     import slm
-    from slm.models import Decoder, ModelConfig, load_model
     from slm.recipes.tinygsm.formats import answers_match
     from slm.recipes.tinygsm.selection import Sample, selection_metrics
-    from slm.recipes.tinygsm.verifier import Verifier, score, verifier_example, verifier_loss
-    from slm.train import checkpoint as ckpt
+    from slm.recipes.tinygsm.verifier import score
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -271,63 +269,9 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     _say(f"seed {seed}: {len(train)} training problems ({data['report'].summary()}), "
          f"{len(verifier_qs)} verifier questions, {len(test)} test problems from held-out templates")
     lap("data")
-
-    # ---- generator: tokenizer + SFT with checkpoints
-    gen_dir = out_dir / "generator"
-    finished = ckpt.list_checkpoints(gen_dir)
-    if finished:  # an interrupted or repeated run continues the generator (and keeps its tokenizer)
-        tokenizer = slm.load_tokenizer(finished[-1][1])
-        _say(f"seed {seed}: resuming the generator from {finished[-1][1]}")
-    else:
-        tokenizer = slm.train_tokenizer([p.code for p in train], vocab_size=cfg.model.vocab_size, kind="byte-bpe")
-    m = cfg.model
-    model_cfg = ModelConfig(arch="llama", vocab_size=len(tokenizer), dim=m.dim, n_layers=m.n_layers,
-                            n_heads=m.n_heads, n_kv_heads=m.n_kv_heads, ffn_dim=m.ffn_dim, max_seq_len=m.max_seq_len,
-                            tie_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
-    generator = Decoder(model_cfg).init_weights(seed)
-    g = cfg.generator
-    examples = sft_examples(train, tokenizer)
-    every = math.ceil(g.steps / g.checkpoints)
-    _, gen_result = _train(generator, tokenizer, examples, g.steps, g.batch_size, g.seq_len, g.lr, g.min_lr,
-                           g.warmup_steps, g.weight_decay, gen_dir, seed, cfg.progress, save_every=every,
-                           resume="auto" if finished else None)
-    generator.eval()
-    # From here on, the tokenizer is the one saved next to the weights: fresh and resumed runs then sample
-    # through exactly the same files.
-    tokenizer = slm.load_tokenizer(ckpt.list_checkpoints(gen_dir)[-1][1])
+    generator, tokenizer, gen_result = _train_generator(cfg, seed, out_dir, train)
     lap("generator_training")
-
-    # ---- verifier data: samples from every checkpoint at each temperature, labelled by execution
-    v = cfg.verifier
-    questions = [p.question for p in verifier_qs]
-    verifier_examples, correct_count = [], 0
-    for step, path in ckpt.list_checkpoints(gen_dir):
-        snapshot = load_model(path)
-        for ti, temperature in enumerate(v.temperatures):
-            samples = sample_programs(snapshot, tokenizer, questions, v.samples, temperature, cfg.eval.max_tokens,
-                                      seed=seed * 7919 + step * 31 + ti, batch_size=cfg.eval.batch_size)
-            runs = run_completions(questions, samples, workers)
-            here = 0
-            for p, q, cs, rs in zip(verifier_qs, questions, samples, runs):
-                prompt = encode_prompt(tokenizer, q)
-                for c, r in zip(cs, rs):
-                    ok = answers_match(r.value, p.answer)
-                    here += ok
-                    verifier_examples.append(verifier_example(prompt, c.token_ids, ok, f"step-{step}/T{temperature}"))
-            correct_count += here
-            _say(f"seed {seed}: checkpoint {step}, T={temperature}: {here}/{len(questions) * v.samples} correct")
-    positive = correct_count / max(len(verifier_examples), 1)
-    _say(f"seed {seed}: {len(verifier_examples)} verifier samples, {positive:.1%} correct")
-    lap("verifier_data")
-
-    verifier = Verifier.from_generator(generator)
-    _train(verifier, tokenizer, verifier_examples, v.steps, v.batch_size, v.seq_len, v.lr, v.min_lr, v.warmup_steps,
-           v.weight_decay, out_dir / "verifier-run", seed, cfg.progress, loss_fn=verifier_loss)
-    verifier.eval()
-    verifier.save(out_dir / "verifier", tokenizer)
-    slm.save(generator, tokenizer, out_dir / "generator-final")
-    lap("verifier_training")
+    verifier, verifier_info = _train_verifier(cfg, seed, out_dir, generator, tokenizer, verifier_qs, lap)
 
     # ---- test: greedy, N samples, execution, verifier scores
     e = cfg.eval
@@ -350,14 +294,98 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
         per_question.append(row)
     metrics = selection_metrics(per_question, [p.answer for p in test], greedy_ok)
     lap("test_scoring")
+    from slm.io import atomic_write_text
+
+    atomic_write_text(out_dir / "test_samples.jsonl", "".join(
+        json.dumps({"question": p.question, "answer": p.answer, "template": p.template, "greedy_correct": g,
+                    "samples": [[s.value, s.correct, round(s.score, 5)] for s in row]}) + "\n"
+        for p, g, row in zip(test, greedy_ok, per_question)))
     result = {"seed": seed, "metrics": metrics, "n_samples": e.n_samples, "test_problems": len(test),
               "train_problems": len(train), "filter_report": asdict(data["report"]),
               "template_leaks": data["template_leaks"], "templates": data["templates"],
-              "verifier_questions": len(verifier_qs), "verifier_samples": len(verifier_examples), "verifier_positive_rate": positive,
+              "verifier_questions": len(verifier_qs), **verifier_info,
               "generator_final_loss": gen_result.get("loss"), "parameters": generator.num_parameters(),
               "seconds": timings, "run_config": _run_config(cfg)}
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _train_generator(cfg: TinyGSMConfig, seed: int, out_dir: Path, train):
+    """Tokenizer + SFT with evenly spaced checkpoints; resumed from them when they exist."""
+    import slm
+    from slm.models import Decoder, ModelConfig
+    from slm.train import checkpoint as ckpt
+
+    gen_dir = out_dir / "generator"
+    finished = ckpt.list_checkpoints(gen_dir)
+    if finished:  # an interrupted or repeated run continues the generator (and keeps its tokenizer)
+        tokenizer = slm.load_tokenizer(finished[-1][1])
+        _say(f"seed {seed}: resuming the generator from {finished[-1][1]}")
+    else:
+        tokenizer = slm.train_tokenizer([p.code for p in train], vocab_size=cfg.model.vocab_size, kind="byte-bpe")
+    m = cfg.model
+    model_cfg = ModelConfig(arch="llama", vocab_size=len(tokenizer), dim=m.dim, n_layers=m.n_layers,
+                            n_heads=m.n_heads, n_kv_heads=m.n_kv_heads, ffn_dim=m.ffn_dim, max_seq_len=m.max_seq_len,
+                            tie_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+    generator = Decoder(model_cfg).init_weights(seed)
+    g = cfg.generator
+    every = math.ceil(g.steps / g.checkpoints)
+    _, gen_result = _train(generator, tokenizer, sft_examples(train, tokenizer), g.steps, g.batch_size, g.seq_len,
+                           g.lr, g.min_lr, g.warmup_steps, g.weight_decay, gen_dir, seed, cfg.progress,
+                           save_every=every, resume="auto" if finished else None)
+    generator.eval()
+    # From here on, the tokenizer is the one saved next to the weights: fresh and resumed runs then sample
+    # through exactly the same files.
+    tokenizer = slm.load_tokenizer(ckpt.list_checkpoints(gen_dir)[-1][1])
+    slm.save(generator, tokenizer, out_dir / "generator-final")
+    return generator, tokenizer, gen_result
+
+
+def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tokenizer, verifier_qs, lap):
+    """Samples from every generator checkpoint at each temperature, labelled by execution; then the verifier.
+    A verifier that finished with the same settings (out_dir/verifier + verifier.json) is reused."""
+    from slm.models import load_model
+    from slm.recipes.tinygsm.formats import answers_match
+    from slm.recipes.tinygsm.verifier import Verifier, verifier_example, verifier_loss
+    from slm.train import checkpoint as ckpt
+
+    v = cfg.verifier
+    marker = out_dir / "verifier-settings.json"
+    settings = {"verifier": asdict(v), "run": _run_config(cfg)}
+    if marker.is_file() and json.loads(marker.read_text()).get("settings") == settings:
+        _say(f"seed {seed}: reusing the verifier in {out_dir / 'verifier'}")
+        return Verifier.load(out_dir / "verifier"), json.loads(marker.read_text())["info"]
+    questions = [p.question for p in verifier_qs]
+    workers = cfg.sandbox_workers or None
+    verifier_examples, correct_count = [], 0
+    for step, path in ckpt.list_checkpoints(out_dir / "generator"):
+        snapshot = load_model(path)
+        for ti, temperature in enumerate(v.temperatures):
+            samples = sample_programs(snapshot, tokenizer, questions, v.samples, temperature, cfg.eval.max_tokens,
+                                      seed=seed * 7919 + step * 31 + ti, batch_size=cfg.eval.batch_size)
+            runs = run_completions(questions, samples, workers)
+            here = 0
+            for p, q, cs, rs in zip(verifier_qs, questions, samples, runs):
+                prompt = encode_prompt(tokenizer, q)
+                for c, r in zip(cs, rs):
+                    ok = answers_match(r.value, p.answer)
+                    here += ok
+                    verifier_examples.append(verifier_example(prompt, c.token_ids, ok, f"step-{step}/T{temperature}"))
+            correct_count += here
+            _say(f"seed {seed}: checkpoint {step}, T={temperature}: {here}/{len(questions) * v.samples} correct")
+    positive = correct_count / max(len(verifier_examples), 1)
+    _say(f"seed {seed}: {len(verifier_examples)} verifier samples, {positive:.1%} correct")
+    lap("verifier_data")
+    verifier = Verifier.from_generator(generator)
+    _train(verifier, tokenizer, verifier_examples, v.steps, v.batch_size, v.seq_len, v.lr, v.min_lr, v.warmup_steps,
+           v.weight_decay, out_dir / "verifier-run", seed, cfg.progress, loss_fn=verifier_loss)
+    verifier.eval()
+    verifier.save(out_dir / "verifier", tokenizer)
+    info = {"verifier_samples": len(verifier_examples), "verifier_positive_rate": positive}
+    marker.write_text(json.dumps({"settings": settings, "info": info}) + "\n")
+    lap("verifier_training")
+    return verifier, info
 
 
 def _seed_job(cfg: TinyGSMConfig, seed: int) -> dict:
