@@ -83,3 +83,12 @@ def test_pipeline_trains_on_a_tinygsm_file_and_evaluates_on_a_gsm8k_file(tmp_pat
     assert seed["test_problems"] == 6
     assert seed["train_problems"] + seed["filter_report"]["contaminated"] == 160
     assert seed["verifier_questions"] == 8
+
+
+@pytest.mark.slow
+def test_seeds_in_parallel_processes(tmp_path):
+    data = load_recipe(ROOT / "recipes/tinygsm-smoke.yaml", ["seeds=[0,1]", "jobs=2", f"out_dir={tmp_path / 'run'}"])
+    summary = run(build(TinyGSMConfig, data))
+    assert [s["seed"] for s in summary["seeds"]] == [0, 1]
+    assert all((tmp_path / f"run/seed-{k}/results.json").is_file() for k in (0, 1))
+    assert len(summary["table"]["greedy"]["values"]) == 2
