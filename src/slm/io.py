@@ -52,3 +52,43 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def iter_jsonl(path: str | os.PathLike, on_bad=None, what: str = "data file"):
+    """Yield ("file:line", object) for each line of a JSON Lines file that holds a JSON object.
+
+    Blank lines are skipped. A line that is not UTF-8, not JSON or not an object is passed to
+    `on_bad(where, why)` (which may raise, warn or count), or raises SlmError when there is no `on_bad`.
+    Callers check the shape of each record themselves and report problems with the same `where`.
+    """
+    import json
+
+    from slm.errors import SlmError
+
+    def bad(where: str, why: str) -> None:
+        if on_bad is None:
+            raise SlmError(f"{where}: {why}")
+        on_bad(where, why)
+
+    path = Path(path)
+    if not path.is_file():
+        raise SlmError(f"{what} not found: {path}")
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad(where, f"not UTF-8 (byte {e.start + 1})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                bad(where, f"invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(record, dict):
+                bad(where, f"expected a JSON object, got {type(record).__name__}")
+                continue
+            yield where, record

@@ -56,7 +56,7 @@ def test_malformed_jsonl_is_a_one_line_error_naming_the_line(tmp_path, byte_toke
     rc = main(["data", "prepare", str(out), "--tokenizer", str(byte_tokenizer_dir), "--jsonl", str(bad),
                "--workers", "1"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err[-1].startswith(f"slm data: error: {bad}:2: not valid JSON")
+    assert rc == 2 and err[-1].startswith(f"slm data: error: {bad}:2: invalid JSON")
     assert not out.exists()
     assert main(["data", "prepare", str(out), "--tokenizer", str(byte_tokenizer_dir), "--jsonl", str(bad),
                  "--skip-bad-lines", "--val-fraction", "0", "--workers", "1"]) == 0

@@ -2,7 +2,6 @@
 interpreter: real text and code, present on every machine, no download."""
 from __future__ import annotations
 
-import json
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -109,30 +108,14 @@ def _bad_record(where: str, why: str, skip_bad: bool) -> None:
 def jsonl_documents(path: str | Path, field: str = "text", skip_bad: bool = False) -> Iterator[Document]:
     """One document per line of a JSON Lines file, taken from `field`. A malformed line (not JSON, not an
     object, the field missing or not a string) is an error naming file:line, or a warning with skip_bad."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"JSONL file not found: {path}")
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                _bad_record(where, f"not UTF-8 (byte {e.start + 1})", skip_bad)
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                _bad_record(where, f"not valid JSON ({e.msg} at column {e.colno})", skip_bad)
-                continue
-            if not isinstance(record, dict) or field not in record:
-                _bad_record(where, f"no field {field!r} in this record", skip_bad)
-                continue
-            if not isinstance(record[field], str):
-                _bad_record(where, f"field {field!r} holds {type(record[field]).__name__}, not a string", skip_bad)
-                continue
+    from slm.io import iter_jsonl
+
+    for where, record in iter_jsonl(path, lambda where, why: _bad_record(where, why, skip_bad), what="JSONL file"):
+        if field not in record:
+            _bad_record(where, f"no field {field!r} in this record", skip_bad)
+        elif not isinstance(record[field], str):
+            _bad_record(where, f"field {field!r} holds {type(record[field]).__name__}, not a string", skip_bad)
+        else:
             yield Document(record[field], where)
 
 

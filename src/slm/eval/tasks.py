@@ -16,7 +16,6 @@ fewshot_delimiter, followed by the question.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -199,22 +198,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @lru_cache(maxsize=32)
 def _read_jsonl(path: str, _mtime: int) -> tuple[dict, ...]:
-    p = Path(path)
-    if not p.is_file():
-        raise SlmError(f"data file not found: {p}")
-    docs = []
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SlmError(f"{p}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(doc, dict):
-                raise SlmError(f"{p}:{n}: each line must be a JSON object")
-            docs.append(doc)
-    return tuple(docs)
+    from slm.io import iter_jsonl
+
+    return tuple(doc for _, doc in iter_jsonl(path))
 
 
 @lru_cache(maxsize=256)

@@ -18,7 +18,6 @@ Which tokens are the assistant's is read from the template in one of two ways, a
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -124,31 +123,22 @@ def read_jsonl(path: str | Path, on_bad_line: OnBadLine = "error", report: LoadR
     (on_bad_line="error"), or is reported through `warn` and counted in `report.bad` ("skip")."""
     if on_bad_line not in ("error", "skip"):
         raise SlmError(f"on_bad_line must be 'error' or 'skip', got {on_bad_line!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
+    from slm.io import iter_jsonl
+
     report = report if report is not None else LoadReport()
     warn = warn or _warn
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                _bad(report, BadLine(where, f"not UTF-8 ({e.reason} at byte {e.start})"), on_bad_line, warn)
-                continue
-            if not line.strip():
-                continue  # blank lines separate nothing and hold nothing
-            try:
-                messages = record_to_messages(json.loads(line))
-            except json.JSONDecodeError as e:
-                _bad(report, BadLine(where, f"invalid JSON ({e.msg} at column {e.colno})"), on_bad_line, warn)
-                continue
-            except ValueError as e:
-                _bad(report, BadLine(where, str(e)), on_bad_line, warn)
-                continue
-            report.records += 1
-            yield where, messages
+
+    def on_bad(where: str, why: str) -> None:
+        _bad(report, BadLine(where, why), on_bad_line, warn)
+
+    for where, record in iter_jsonl(path, on_bad):
+        try:
+            messages = record_to_messages(record)
+        except ValueError as e:
+            on_bad(where, str(e))
+            continue
+        report.records += 1
+        yield where, messages
 
 
 def _bad(report: LoadReport, bad: BadLine, on_bad_line: str, warn) -> None:

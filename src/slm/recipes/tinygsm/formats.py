@@ -65,21 +65,9 @@ def completion_body(completion: str) -> str:
 # ------------------------------------------------------------------------------------------------ readers
 
 def _records(path: str | Path):
-    path = Path(path)
-    if not path.is_file():
-        raise SlmError(f"data file not found: {path}")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SlmError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise SlmError(f"{where}: expected a JSON object")
-            yield where, record
+    from slm.io import iter_jsonl
+
+    return iter_jsonl(path)
 
 
 def read_tinygsm_jsonl(path: str | Path) -> list[Problem]:
