@@ -7,8 +7,7 @@ import torch
 import slm
 from slm.models import Decoder, ModelConfig
 
-WORDS = ("the cat sat on the mat . a dog ran in the park . one two three four five six seven eight nine ten "
-         "question answer yes no true false paris london rome red green blue 1 2 3 4 5 6 7 8 9 0 + - = ?")
+from tiny_corpus import WORDS  # tests/eval is on sys.path, as for any test module here
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from slm.eval.scoring import Scorer, rolling_windows
-from conftest import WORDS
+from tiny_corpus import WORDS
 
 
 def _pairs(n, seed=0):
