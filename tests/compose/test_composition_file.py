@@ -64,3 +64,24 @@ def test_a_directory_named_twice_is_loaded_once(model_dirs):
 def test_bad_compositions_fail_with_one_line(model_dirs, text, message):
     with pytest.raises(SlmError, match=message):
         load_composition(write(model_dirs / "bad.yaml", text))
+
+
+def test_generate_and_serve_accept_a_composition(model_dirs, capsys):
+    """`slm generate` / `slm serve` load models through Engine.from_pretrained, which takes a composition file."""
+    from fastapi.testclient import TestClient
+
+    from slm.cli import main
+    from slm.infer.server import create_app
+
+    path = write(model_dirs / "serve.yaml", "base: large\nreference: small\nexperts: [{model: small-ft}]\n")
+    engine = Engine.from_pretrained(path)
+    assert isinstance(engine.model, EFTModel)
+    [expected] = engine.generate(["Q: what is"], SamplingParams(max_tokens=6))
+    assert main(["generate", str(path), "--prompt", "Q: what is", "--max-tokens", "6", "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"] == expected.text
+    with TestClient(create_app(engine, model_name="upscaled")) as client:
+        reply = client.post("/v1/completions", json={"model": "upscaled", "prompt": "Q: what is", "max_tokens": 6,
+                                                     "temperature": 0}).json()
+    assert reply["choices"][0]["text"] == expected.text

@@ -148,10 +148,15 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path, int8: bool = False, dtype: torch.dtype = torch.float32,
                         device: str = "cpu", **kwargs) -> "Engine":
-        """Load an HF directory; int8=True quantizes the linear layers' weights per output channel."""
+        """Load an HF directory (or a composition YAML, slm.compose); int8=True quantizes the linear layers'
+        weights per output channel."""
         import slm
+        from slm.compose.config import is_composition, load_composition
 
-        model, tokenizer = slm.load(path, dtype=dtype, device=device)
+        if is_composition(path):
+            model, tokenizer = load_composition(path, dtype=dtype, device=device)
+        else:
+            model, tokenizer = slm.load(path, dtype=dtype, device=device)
         if int8:
             from slm.infer.quant import quantize_int8
 
