@@ -316,22 +316,17 @@ def format_table(summary: dict) -> str:
 # ----------------------------------------------------------------------------------------------- CLI
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None,
-                        help=f"YAML recipe (default: {DEFAULT_RECIPE} when it exists, else built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe value, e.g. --set seeds=[0] --set pretrain_large.steps=200 (repeatable)")
-    parser.add_argument("--out", default=None, help="output directory (overrides out_dir)")
+    from slm.cli.recipe import add_recipe_options
+
+    add_recipe_options(parser, DEFAULT_RECIPE, "seeds=[0] --set pretrain_large.steps=200")
     parser.set_defaults(func=_main)
 
 
 def _main(args) -> int:
-    from slm.config import apply_overrides, build, load_recipe
+    from slm.cli.recipe import recipe_settings
+    from slm.config import build
 
-    path = args.config or (DEFAULT_RECIPE if Path(DEFAULT_RECIPE).is_file() else None)
-    data = load_recipe(path, args.overrides) if path else apply_overrides({}, args.overrides)
-    if args.out:
-        data["out_dir"] = args.out
-    summary = run(build(EFTRecipeConfig, data))
+    summary = run(build(EFTRecipeConfig, recipe_settings(args, DEFAULT_RECIPE)))
     print(format_table(summary))
     print(f"results: {Path(summary['config']['out_dir']) / 'results.json'} ({summary['seconds']:.0f}s); "
           f"composition: {Path(summary['config']['out_dir']) / 'seed-N' / 'upscaled.yaml'}")

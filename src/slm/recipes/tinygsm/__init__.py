@@ -19,11 +19,9 @@ DEFAULT_RECIPE = "recipes/tinygsm.yaml"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None,
-                        help=f"YAML recipe (default: {DEFAULT_RECIPE} when it exists, else built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe value, e.g. --set seeds=[0] --set eval.n_samples=32 (repeatable)")
-    parser.add_argument("--out", default=None, help="output directory (overrides out_dir)")
+    from slm.cli.recipe import add_recipe_options
+
+    add_recipe_options(parser, DEFAULT_RECIPE, "seeds=[0] --set eval.n_samples=32")
     parser.add_argument("--train-file", default=None,
                         help="train on this TinyGSM JSONL (question, code) instead of generated problems")
     parser.add_argument("--test-file", default=None,
@@ -34,13 +32,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _main(args) -> int:
     from pathlib import Path
 
-    from slm.config import apply_overrides, build, load_recipe
+    from slm.cli.recipe import recipe_settings
+    from slm.config import build
     from slm.recipes.tinygsm.pipeline import TinyGSMConfig, format_table, run
 
-    path = args.config or (DEFAULT_RECIPE if Path(DEFAULT_RECIPE).is_file() else None)
-    data = load_recipe(path, args.overrides) if path else apply_overrides({}, args.overrides)
-    if args.out:
-        data["out_dir"] = args.out
+    data = recipe_settings(args, DEFAULT_RECIPE)
     for key, value in (("train_file", args.train_file), ("test_file", args.test_file)):
         if value:
             data.setdefault("data", {})[key] = value
