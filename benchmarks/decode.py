@@ -25,7 +25,7 @@ import torch
 
 import slm
 from slm.infer import Engine, SamplingParams
-from slm.infer.quant import quantize_int8, weight_bytes
+from slm.infer.quant import input_major_weights, quantize_int8, weight_bytes
 from slm.models import Decoder, preset
 
 
@@ -145,13 +145,15 @@ def main() -> None:
                 hf = AutoModelForCausalLM.from_pretrained(Path(tmp) / "m").eval()
             hf_tps = hf_decode_tps(hf, prompt, args.tokens, args.repeats)
             del hf
-        for label, m in (("fp32", model), ("int8", quantize_int8(copy.deepcopy(model)))):
+        variants = (("fp32", model), ("fp32-im", input_major_weights(copy.deepcopy(model))),
+                    ("int8", quantize_int8(copy.deepcopy(model))))
+        for label, m in variants:
             tps = slm_decode_tps(m, prompt, args.tokens, args.repeats)
             wb = weight_bytes(m)
             roof = bandwidth / wb
             ppl = perplexity(m, ids)
             ppl_text = f"{ppl:.2f}" if label == "fp32" else f"{ppl:.2f} ({(ppl / ppl_fp32 - 1) * 100:+.2f}%)"
-            hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label == "fp32") else f"{'n/a':>9} {'':>7}"
+            hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label.startswith("fp32")) else f"{'n/a':>9} {'':>7}"
             print(f"{name:7} {label:8} {wb / 1e6:9.1f} {tps:10.1f} {hf_col} {roof:9.1f} {tps / roof:8.0%} "
                   f"{ppl_text:>10}  [{kind} weights]", flush=True)
     if args.speculative and {"nano", "micro"} <= set(models):

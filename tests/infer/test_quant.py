@@ -45,3 +45,20 @@ def test_quantize_int8_model(tiny_model, make_config):
 
     head_kept = quantize_int8(copy.deepcopy(reference), include_lm_head=False)
     assert type(head_kept.lm_head) is nn.Linear and isinstance(head_kept.layers[0].attn.q_proj, QuantLinear)
+
+
+def test_input_major_weights_keep_the_model_and_its_greedy_output(make_config):
+    from slm.infer.quant import InputMajorLinear, input_major_weights
+
+    for tie in (True, False):
+        model = Decoder(make_config(300, tie_embeddings=tie)).init_weights(seed=4).eval()
+        fast = input_major_weights(copy.deepcopy(model))
+        assert not [m for m in fast.modules() if isinstance(m, nn.Linear)]
+        assert isinstance(fast.lm_head, InputMajorLinear) and fast.lm_head.weight_t.is_contiguous()
+        ids = torch.randint(0, 300, (2, 20))
+        with torch.no_grad():
+            assert torch.allclose(fast(ids), model(ids), atol=1e-5)
+        params = SamplingParams(max_tokens=12, ignore_eos=True)
+        prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]
+        assert [c.token_ids for c in Engine(fast).generate(prompts, params)] == \
+            [c.token_ids for c in Engine(model).generate(prompts, params)]

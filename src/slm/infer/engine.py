@@ -147,9 +147,10 @@ class Engine:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, int8: bool = False, dtype: torch.dtype = torch.float32,
-                        device: str = "cpu", **kwargs) -> "Engine":
+                        device: str = "cpu", input_major: bool | None = None, **kwargs) -> "Engine":
         """Load an HF directory (or a composition YAML, slm.compose); int8=True quantizes the linear layers'
-        weights per output channel."""
+        weights per output channel. input_major (default: on CPU without int8) stores the float weights
+        transposed, which CPU matrix-vector products read faster (slm.infer.quant.InputMajorLinear)."""
         import slm
         from slm.compose.config import is_composition, load_composition
 
@@ -161,6 +162,10 @@ class Engine:
             from slm.infer.quant import quantize_int8
 
             quantize_int8(model)
+        elif input_major if input_major is not None else torch.device(device).type == "cpu":
+            from slm.infer.quant import input_major_weights
+
+            input_major_weights(model)
         return cls(model, tokenizer, **kwargs)
 
     # ---- prompts ----
