@@ -42,14 +42,19 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> dict:
+def read_yaml(path: str | Path, what: str = "recipe file") -> Any:
+    """The parsed content of a YAML file (safe_load: never executed); a missing or malformed file is a ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> dict:
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
     return apply_overrides(data, overrides)

@@ -50,15 +50,10 @@ def is_composition(path: str | Path) -> bool:
 
 
 def read_composition(path: str | Path) -> CompositionSpec:
-    import yaml
+    from slm.config import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"composition file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "composition file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a composition is a mapping with kind, base, reference and experts")
     return build(CompositionSpec, data, where=path.name)

@@ -163,17 +163,10 @@ class TaskSpec:
 
 def load_tasks(path: str | Path, names: list[str] | None = None, limit: int | None = None) -> list[TaskSpec]:
     """Read a task YAML: a mapping with `tasks:` (a list), a list of tasks, or one task mapping."""
-    import yaml
-
-    from slm.config import build
+    from slm.config import build, read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"task file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "task file")
     items = data.get("tasks", [data]) if isinstance(data, dict) else data
     if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
         raise ConfigError(f"{path}: expected `tasks:` with a list of task mappings")
