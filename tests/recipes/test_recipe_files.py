@@ -23,10 +23,14 @@ def recipe_verb_config(name: str):
     return None
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_every_recipe_file_is_of_a_known_kind_and_builds(path):
-    if path.name.startswith(BUILT_ELSEWHERE):
-        return
-    cls = recipe_verb_config(path.name)
-    assert cls is not None, f"{path.name}: no test builds this recipe kind"
-    build(cls, load_recipe(path))
+OWN = [p for p in FILES if not p.name.startswith(BUILT_ELSEWHERE)]
+
+
+def test_no_recipe_file_is_of_an_unknown_kind():
+    assert FILES and OWN
+    assert [p.name for p in OWN if recipe_verb_config(p.name) is None] == []
+
+
+@pytest.mark.parametrize("path", OWN, ids=lambda p: p.name)
+def test_recipe_verb_files_build(path):
+    build(recipe_verb_config(path.name), load_recipe(path))
