@@ -114,15 +114,15 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        # No mask means plain causal attention over exactly these T positions (training, one-shot
-        # prefill); with T == 1 and a cache the new token sees everything, which is also mask-free.
-        is_causal = mask is None and k.shape[2] == T and T > 1
         rep = self.n_heads // self.n_kv_heads
         if rep > 1 and T == 1 and (mask is None or mask.shape[1] == 1):
             # One new token: its heads, grouped [B, KV, rep, D], attend to the cache as it is. The same
             # arithmetic as expanding K/V, without copying the whole cache every decoding step.
             y = F.scaled_dot_product_attention(q.view(B, self.n_kv_heads, rep, self.head_dim), k, v, attn_mask=mask)
             return self.o_proj(y.reshape(B, 1, self.n_heads * self.head_dim))
+        # No mask means plain causal attention over exactly these T positions (training, one-shot
+        # prefill); with T == 1 and a cache the new token sees everything, which is also mask-free.
+        is_causal = mask is None and k.shape[2] == T and T > 1
         if rep > 1:
             # Expanding K/V keeps SDPA on its fused kernels; enable_gqa falls back to the math path on CPU.
             k = k.repeat_interleave(rep, dim=1)
