@@ -25,7 +25,7 @@ import torch
 
 import slm
 from slm.infer import Engine, SamplingParams
-from slm.infer.quant import input_major_weights, quantize_int8, weight_bytes
+from slm.infer.quant import prepare_for_decoding, quantize_int8, weight_bytes
 from slm.models import Decoder, preset
 
 
@@ -122,7 +122,7 @@ def main() -> None:
     bandwidth = memory_bandwidth()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; memory bandwidth (1 GiB sum): "
           f"{bandwidth / 1e9:.1f} GB/s")
-    header = f"{'preset':7} {'weights':8} {'MB/token':>9} {'slm tok/s':>10} {'HF tok/s':>9} {'slm/HF':>7} " \
+    header = f"{'preset':7} {'weights':9} {'MB/token':>9} {'slm tok/s':>10} {'HF tok/s':>9} {'slm/HF':>7} " \
              f"{'roofline':>9} {'of roof':>8} {'ppl':>10}"
     print(header)
     prompt = list(range(1, args.prompt_len + 1))
@@ -145,8 +145,9 @@ def main() -> None:
                 hf = AutoModelForCausalLM.from_pretrained(Path(tmp) / "m").eval()
             hf_tps = hf_decode_tps(hf, prompt, args.tokens, args.repeats)
             del hf
-        variants = (("fp32", model), ("fp32-im", input_major_weights(copy.deepcopy(model))),
-                    ("int8", quantize_int8(copy.deepcopy(model))))
+        # fp32: the checkpoint as loaded; fp32-fast and int8: the layout slm decodes with (Engine.from_pretrained).
+        variants = (("fp32", model), ("fp32-fast", prepare_for_decoding(copy.deepcopy(model))),
+                    ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True)))
         for label, m in variants:
             tps = slm_decode_tps(m, prompt, args.tokens, args.repeats)
             wb = weight_bytes(m)
@@ -154,7 +155,7 @@ def main() -> None:
             ppl = perplexity(m, ids)
             ppl_text = f"{ppl:.2f}" if label == "fp32" else f"{ppl:.2f} ({(ppl / ppl_fp32 - 1) * 100:+.2f}%)"
             hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label.startswith("fp32")) else f"{'n/a':>9} {'':>7}"
-            print(f"{name:7} {label:8} {wb / 1e6:9.1f} {tps:10.1f} {hf_col} {roof:9.1f} {tps / roof:8.0%} "
+            print(f"{name:7} {label:9} {wb / 1e6:9.1f} {tps:10.1f} {hf_col} {roof:9.1f} {tps / roof:8.0%} "
                   f"{ppl_text:>10}  [{kind} weights]", flush=True)
     if args.speculative and {"nano", "micro"} <= set(models):
         speculative(models["micro"], models["nano"], prompt, args.tokens)

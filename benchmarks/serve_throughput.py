@@ -23,17 +23,16 @@ import httpx
 
 
 def serve_process(model_dir: str, port: int, threads: int | None, max_batch: int) -> None:
-    """Child process: load the model, serve it (what `slm serve` does, minus the tokenizer requirement)."""
+    """Child process: load the model in the decoding layout and serve it (what `slm serve` does, minus the
+    tokenizer requirement)."""
     import torch
 
-    import slm
     from slm.infer import Engine
     from slm.infer.server import serve
 
     if threads:
         torch.set_num_threads(threads)
-    model, tok = slm.load(model_dir)
-    serve(Engine(model, tok, max_batch_size=max_batch), port=port, model_name="bench", max_batch_size=max_batch,
+    serve(Engine.from_pretrained(model_dir, max_batch_size=max_batch), port=port, model_name="bench", max_batch_size=max_batch,
           max_queue=256, max_tokens_cap=1024)
 
 

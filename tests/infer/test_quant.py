@@ -62,3 +62,28 @@ def test_input_major_weights_keep_the_model_and_its_greedy_output(make_config):
         prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]
         assert [c.token_ids for c in Engine(fast).generate(prompts, params)] == \
             [c.token_ids for c in Engine(model).generate(prompts, params)]
+
+
+def test_fused_projections_give_the_same_logits_and_tokens_in_every_decoding_layout(make_config):
+    from slm.infer.quant import fuse_projections, prepare_for_decoding
+    from slm.models.layers import Attention, SwiGLU
+
+    for overrides in (dict(), dict(arch="phi", n_kv_heads=4, rotary_fraction=0.5)):
+        model = Decoder(make_config(300, **overrides)).init_weights(seed=5).eval()
+        fused = fuse_projections(copy.deepcopy(model))
+        attn = [m for m in fused.modules() if isinstance(m, Attention)]
+        assert attn and all(m.qkv_proj is not None and not hasattr(m, "q_proj") for m in attn)
+        mlps = [m for m in fused.modules() if isinstance(m, SwiGLU)]
+        assert all(m.gate_up_proj is not None and not hasattr(m, "gate_proj") for m in mlps)
+        assert bool(mlps) == (model.config.arch == "llama")
+        ids = torch.randint(0, 300, (2, 20))
+        with torch.no_grad():
+            assert torch.allclose(fused(ids), model(ids), atol=1e-5)
+        params = SamplingParams(max_tokens=12, ignore_eos=True)
+        prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]  # different lengths: padded prefill, masked decoding
+        expected = [c.token_ids for c in Engine(model).generate(prompts, params)]
+        for layout in (dict(input_major=False), dict(input_major=True)):
+            fast = prepare_for_decoding(copy.deepcopy(model), **layout)
+            assert [c.token_ids for c in Engine(fast).generate(prompts, params)] == expected, (overrides, layout)
+        int8 = prepare_for_decoding(copy.deepcopy(model), int8=True)
+        assert all(isinstance(m.qkv_proj, QuantLinear) for m in int8.modules() if isinstance(m, Attention))

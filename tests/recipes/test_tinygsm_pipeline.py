@@ -92,3 +92,23 @@ def test_seeds_in_parallel_processes(tmp_path):
     assert [s["seed"] for s in summary["seeds"]] == [0, 1]
     assert all((tmp_path / f"run/seed-{k}/results.json").is_file() for k in (0, 1))
     assert len(summary["table"]["greedy"]["values"]) == 2
+
+
+def test_verifier_questions_come_from_templates_neither_trained_on_nor_tested():
+    from slm.recipes.tinygsm.pipeline import build_data
+
+    small = {"train_problems": 60, "verifier_problems": 30, "test_problems": 30}
+    cfg = build(TinyGSMConfig, {"data": small})
+    data = build_data(cfg, seed=3)
+    train, verifier, test = ({p.template for p in data[k]} for k in ("train", "verifier", "test"))
+    assert verifier and test and train
+    assert verifier.isdisjoint(train) and verifier.isdisjoint(test) and test.isdisjoint(train)
+    assert data["template_leaks"] == 0 and data["templates"]["verifier"] > 0
+    # The other choice: fresh questions from the generator's own templates.
+    data = build_data(build(TinyGSMConfig, {"data": {**small, "verifier_templates": "train"}}), seed=3)
+    from slm.recipes.tinygsm import problems
+
+    generator_templates = problems.template_split(problems.all_templates(cfg.data.max_steps), 0.2, 3)[0]
+    assert {p.template for p in data["verifier"]} <= {t.id for t in generator_templates}
+    with pytest.raises(Exception, match="verifier_templates"):
+        build(TinyGSMConfig, {"data": {"verifier_templates": "test"}})

@@ -148,24 +148,19 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path, int8: bool = False, dtype: torch.dtype = torch.float32,
                         device: str = "cpu", input_major: bool | None = None, **kwargs) -> "Engine":
-        """Load an HF directory (or a composition YAML, slm.compose); int8=True quantizes the linear layers'
-        weights per output channel. input_major (default: on CPU without int8) stores the float weights
-        transposed, which CPU matrix-vector products read faster (slm.infer.quant.InputMajorLinear)."""
+        """Load an HF directory (or a composition YAML, slm.compose) in the decoding layout
+        (slm.infer.quant.prepare_for_decoding): q/k/v and gate/up projections fused; int8=True quantizes the
+        linear layers' weights per output channel; input_major (default: on CPU without int8) stores the float
+        weights transposed, which CPU matrix-vector products read faster (InputMajorLinear)."""
         import slm
         from slm.compose.config import is_composition, load_composition
+        from slm.infer.quant import prepare_for_decoding
 
         if is_composition(path):
             model, tokenizer = load_composition(path, dtype=dtype, device=device)
         else:
             model, tokenizer = slm.load(path, dtype=dtype, device=device)
-        if int8:
-            from slm.infer.quant import quantize_int8
-
-            quantize_int8(model)
-        elif input_major if input_major is not None else torch.device(device).type == "cpu":
-            from slm.infer.quant import input_major_weights
-
-            input_major_weights(model)
+        prepare_for_decoding(model, int8=int8, input_major=input_major)
         return cls(model, tokenizer, **kwargs)
 
     # ---- prompts ----

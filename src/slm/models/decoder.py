@@ -151,13 +151,15 @@ class Decoder(nn.Module):
         if past + T > self.config.max_seq_len or (given_positions and position_ids.numel()
                                                   and int(position_ids.max()) >= self.config.max_seq_len):
             raise ValueError(f"sequence of {past + T} positions exceeds max_seq_len {self.config.max_seq_len}")
-        cos, sin = self.rope_cos[position_ids], self.rope_sin[position_ids]
+        x = self.embed(input_ids)
+        # [B, 1, T, rot] in the activations' dtype, once for every layer's q and k.
+        cos = self.rope_cos[position_ids].unsqueeze(1).to(x.dtype)
+        sin = self.rope_sin[position_ids].unsqueeze(1).to(x.dtype)
         mask = attention_mask
         if mask is not None and mask.dim() == 2:
             mask = attention_mask_from_padding(mask, T, past)
         elif mask is None and past and T > 1:
             mask = make_attention_mask(T, past, device=input_ids.device)
-        x = self.embed(input_ids)
         for i, layer in enumerate(self.layers):
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask, cache, i, use_reentrant=False)

@@ -36,9 +36,15 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first cos.shape[-1] channels of x [B, H, T, D]; the rest pass (phi's partial rotary)."""
+    """Rotate the first cos.shape[-1] channels of x [B, H, T, D]; the rest pass (phi's partial rotary).
+
+    cos, sin: [B, T, rot], or [B, 1, T, rot] in x's dtype as the decoder prepares them once per forward.
+    """
     rot = cos.shape[-1]
-    cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)  # [B, 1, T, rot]
+    if cos.dim() == 3:
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    if cos.dtype != x.dtype:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     if rot == x.shape[-1]:
         return x * cos + rotate_half(x) * sin
     x_rot, x_pass = x[..., :rot], x[..., rot:]
@@ -96,7 +102,11 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    """Multi-head attention with grouped-query heads, rotary positions and an optional KV cache."""
+    """Multi-head attention with grouped-query heads, rotary positions and an optional KV cache.
+
+    `qkv_proj`, when set (slm.infer.quant.fuse_projections, inference only), replaces the three projections
+    by one product and rotates q and k together: fewer, larger operations per decoded token.
+    """
 
     def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, bias: bool, out_bias: bool):
         super().__init__()
@@ -105,21 +115,27 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
         self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
         self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=out_bias)
+        self.qkv_proj: nn.Module | None = None
 
     def forward(self, x, cos, sin, mask=None, cache: Cache | None = None, layer: int = 0):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
+        if self.qkv_proj is not None:
+            qkv = self.qkv_proj(x).view(B, T, H + 2 * KV, D).transpose(1, 2)
+            qk = apply_rope(qkv[:, :H + KV], cos, sin)
+            q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + KV:]
+        else:
+            q = apply_rope(self.q_proj(x).view(B, T, H, D).transpose(1, 2), cos, sin)
+            k = apply_rope(self.k_proj(x).view(B, T, KV, D).transpose(1, 2), cos, sin)
+            v = self.v_proj(x).view(B, T, KV, D).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        rep = self.n_heads // self.n_kv_heads
+        rep = H // KV
         if rep > 1 and T == 1 and (mask is None or mask.shape[1] == 1):
             # One new token: its heads, grouped [B, KV, rep, D], attend to the cache as it is. The same
             # arithmetic as expanding K/V, without copying the whole cache every decoding step.
-            y = F.scaled_dot_product_attention(q.view(B, self.n_kv_heads, rep, self.head_dim), k, v, attn_mask=mask)
-            return self.o_proj(y.reshape(B, 1, self.n_heads * self.head_dim))
+            y = F.scaled_dot_product_attention(q.reshape(B, KV, rep, D), k, v, attn_mask=mask)
+            return self.o_proj(y.reshape(B, 1, H * D))
         # No mask means plain causal attention over exactly these T positions (training, one-shot
         # prefill); with T == 1 and a cache the new token sees everything, which is also mask-free.
         is_causal = mask is None and k.shape[2] == T and T > 1
@@ -128,18 +144,25 @@ class Attention(nn.Module):
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
 
 
 class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)); `gate_up_proj`, when set (fuse_projections, inference), is gate and up in one."""
+
     def __init__(self, dim: int, hidden: int, bias: bool = False):
         super().__init__()
         self.gate_proj = nn.Linear(dim, hidden, bias=bias)
         self.up_proj = nn.Linear(dim, hidden, bias=bias)
         self.down_proj = nn.Linear(hidden, dim, bias=bias)
+        self.gate_up_proj: nn.Module | None = None
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class GeluMLP(nn.Module):

@@ -1,12 +1,13 @@
 """The TinyGSM pipeline at CPU scale: data -> generator (SFT) -> verifier -> selection, for several seeds.
 
 Per seed:
-  1. split the generator's templates into train and held-out test templates; generate problems from each;
-     filter (short / numberless questions, code that does not run) and 13-gram-decontaminate the training set
-     against the test questions. (Or read TinyGSM / GSM8K JSONL files instead.)
+  1. split the templates into the generator's and held-out ones, and the held-out ones in two: verifier
+     templates and test templates; generate problems from each; filter (short / numberless questions, code
+     that does not run) and 13-gram-decontaminate the training and verifier sets against the test questions.
+     (Or read TinyGSM / GSM8K JSONL files instead.)
   2. train a byte-level BPE on the training programs and fine-tune a small decoder on prompt -> program
      (slm.finetune packing + slm.train.Trainer), keeping checkpoints along the way;
-  3. sample programs for fresh training-template questions from several checkpoints at temperatures 0.5
+  3. sample programs for the verifier questions from several generator checkpoints at temperatures 0.5
      and 0.7, run them in the sandbox, label them by their answer, and train the verifier (initialised from
      the final generator) token by token through the same Trainer;
   4. on the held-out test questions: one greedy program and N samples per question, all executed in the
@@ -31,9 +32,14 @@ METRICS = ("greedy", "pass@1", "majority@N", "verifier@N", "weighted@N", "pass@N
 @dataclass
 class DataConfig:
     train_problems: int = 4000
-    verifier_problems: int = 300  # fresh training-template questions whose samples train the verifier
+    verifier_problems: int = 300  # fresh questions whose generator samples train the verifier
     test_problems: int = 300
-    test_fraction: float = 0.2  # of templates held out for testing
+    held_out_fraction: float = 0.2  # of templates the generator never trains on
+    # Where the verifier's questions come from. "held-out": half of the held-out templates (the other half
+    # is the test set), so the verifier learns from the mistakes the generator makes on unfamiliar
+    # problems, as the paper's verifier learns from GSM8K questions rather than the generator's TinyGSM
+    # training set. "train": fresh questions from the generator's own templates.
+    verifier_templates: str = "held-out"
     max_steps: int = 2  # steps between a problem's start and its question
     train_file: str | None = None  # TinyGSM JSONL (question, code) to train on instead of generated problems
     test_file: str | None = None  # TinyGSM or GSM8K JSONL to evaluate on instead of held-out templates
@@ -108,8 +114,10 @@ class TinyGSMConfig:
             raise ConfigError("eval.n_samples and verifier.samples must be at least 1")
         if self.generator.checkpoints < 1 or self.generator.checkpoints > self.generator.steps:
             raise ConfigError("generator.checkpoints must be between 1 and generator.steps")
-        if not 0 < self.data.test_fraction < 1:
-            raise ConfigError("data.test_fraction must be between 0 and 1")
+        if not 0 < self.data.held_out_fraction < 1:
+            raise ConfigError("data.held_out_fraction must be between 0 and 1")
+        if self.data.verifier_templates not in ("held-out", "train"):
+            raise ConfigError(f"data.verifier_templates must be 'held-out' or 'train', not {self.data.verifier_templates!r}")
 
 
 def _say(message: str) -> None:
@@ -124,7 +132,11 @@ def build_data(cfg: TinyGSMConfig, seed: int) -> dict:
 
     d = cfg.data
     templates = problems.all_templates(d.max_steps)
-    train_t, test_t = problems.template_split(templates, d.test_fraction, seed)
+    train_t, held_t = problems.template_split(templates, d.held_out_fraction, seed)
+    if d.verifier_templates == "held-out":
+        test_t, verifier_t = problems.template_split(held_t, 0.5, f"{seed}:verifier")
+    else:
+        test_t, verifier_t = held_t, train_t
     if d.test_file:
         test = _read_eval_file(d.test_file)
     else:
@@ -139,16 +151,17 @@ def build_data(cfg: TinyGSMConfig, seed: int) -> dict:
     train, report = decon.filter(train, report)
     if d.train_file:  # the paper's verifier questions are training questions (GSM8K's, TinyGSM's seeds)
         verifier_qs = random.Random(seed).sample(train, min(d.verifier_problems, len(train)))
-    else:  # fresh questions from the training templates
-        verifier_qs = problems.generate(train_t, d.verifier_problems, seed=f"{seed}:verifier")
+    else:
+        verifier_qs = problems.generate(verifier_t, d.verifier_problems, seed=f"{seed}:verifier")
         verifier_qs, _ = filters.apply_filters(verifier_qs, d.min_words, **options)
         verifier_qs, _ = decon.filter(verifier_qs)
     if not train:
         raise SlmError(f"no training problem left after filtering ({report.summary()})")
-    train_ids = {p.template for p in train}
-    leaked = sum(p.template in train_ids for p in test if p.template)
+    seen = {p.template for p in train} | {p.template for p in verifier_qs}
+    leaked = sum(p.template in seen for p in test if p.template)
     return {"train": train, "verifier": verifier_qs, "test": test, "report": report, "template_leaks": leaked,
-            "templates": {"train": len(train_t), "test": len(test_t)}}
+            "templates": {"train": len(train_t), "test": len(test_t),
+                          "verifier": len(verifier_t) if d.verifier_templates == "held-out" else "train"}}
 
 
 def _read_eval_file(path: str):

@@ -420,15 +420,16 @@ def all_templates(max_steps: int = 2) -> list[Template]:
     return out
 
 
-def template_split(templates: list[Template], test_fraction: float, seed: int) -> tuple[list[Template], list[Template]]:
-    """Hold out a seeded, stable fraction of templates for testing (by a hash of the template id)."""
+def template_split(templates: list[Template], held_out_fraction: float,
+                   seed: int | str) -> tuple[list[Template], list[Template]]:
+    """(kept, held out): a seeded, stable fraction of templates held out by a hash of the template id."""
     def bucket(t: Template) -> float:
         h = hashlib.sha256(f"{seed}:{t.id}".encode()).digest()
         return int.from_bytes(h[:8], "big") / 2**64
 
-    train = [t for t in templates if bucket(t) >= test_fraction]
-    test = [t for t in templates if bucket(t) < test_fraction]
-    return train, test
+    kept = [t for t in templates if bucket(t) >= held_out_fraction]
+    held_out = [t for t in templates if bucket(t) < held_out_fraction]
+    return kept, held_out
 
 
 def instantiate(template: Template, rng: random.Random, tries: int = 50) -> Problem:
