@@ -134,3 +134,25 @@ def test_model_directory_carries_its_tokenizer(tmp_path, trained):
     _, again = slm.load(tmp_path / "m")
     assert again.encode(SAMPLES[0]) == tok.encode(SAMPLES[0])
     assert model.config.eos_token_id == tok.eos_token_id
+
+
+def test_split_digits_spells_every_number_digit_by_digit(tmp_path, corpus_texts):
+    texts = corpus_texts + ["price = 1234\ncost $1234 and 1234 items, 2024-11-21\n"] * 50
+    plain = train_tokenizer(texts, vocab_size=1200)
+    tok = train_tokenizer(texts, vocab_size=1200, split_digits=True)
+    text = "It costs $1234, so price = 1234 (x1234)."
+    digit_ids = [tok.convert_tokens_to_ids(d) for d in "1234"]
+    pieces = [tok.decode([i]) for i in tok.encode(text, add_special_tokens=False)]
+    assert all(p in "1234" or not any(c.isdigit() for c in p) for p in pieces)  # no token mixes a digit with more
+    ids = tok.encode(text, add_special_tokens=False)
+    starts = [k for k in range(len(ids)) if ids[k:k + 4] == digit_ids]
+    assert len(starts) == 3  # the same four ids wherever the number stands
+    assert any(len(p) > 1 and any(c.isdigit() for c in p)
+               for p in (plain.decode([i]) for i in plain.encode(text, add_special_tokens=False)))
+    for sample in SAMPLES + [text]:
+        assert tok.decode(tok.encode(sample, add_special_tokens=False)) == sample
+    path = save_tokenizer(tok, tmp_path / "tok")
+    hf = AutoTokenizer.from_pretrained(str(path))
+    assert hf(text)["input_ids"] == tok(text)["input_ids"]
+    with pytest.raises(SlmError, match="byte-bpe"):
+        train_tokenizer(texts, vocab_size=1200, kind="llama-bpe", split_digits=True)

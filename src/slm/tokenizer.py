@@ -32,8 +32,13 @@ SPACE = "\u2581"  # SentencePiece's visible space
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "byte-bpe",
-                    min_frequency: int = 2, show_progress: bool = False):
-    """Train a BPE tokenizer on `texts` and return it as a PreTrainedTokenizerFast with a ChatML template."""
+                    min_frequency: int = 2, show_progress: bool = False, split_digits: bool = False):
+    """Train a BPE tokenizer on `texts` and return it as a PreTrainedTokenizerFast with a ChatML template.
+
+    split_digits (byte-bpe): every digit is a token of its own, as in Llama and PaLM, so a number is spelled
+    the same wherever it stands ("$7", "= 7", "17") and copying or comparing numbers is token identity.
+    (GGUF export supports only the plain GPT-2 pre-tokenizer.)
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if kind == "byte-bpe":
@@ -41,7 +46,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
         if vocab_size < len(specials) + 256 + 1:
             raise SlmError(f"vocab_size {vocab_size} is too small for a byte-level BPE (needs > {len(specials) + 257})")
         tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                             if split_digits else byte_level)
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
@@ -49,6 +56,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
         tok.train_from_iterator(texts, trainer)
         names = BYTE_BPE_SPECIALS
     elif kind == "llama-bpe":
+        if split_digits:
+            raise SlmError("split_digits is for kind='byte-bpe'")
         tok = _train_llama_bpe(texts, vocab_size, min_frequency, show_progress)
         names = LLAMA_SPECIALS
     else:

@@ -71,6 +71,34 @@ def test_seeded_sampling_is_reproducible_and_independent_of_batch(tiny_model):
     assert d.token_ids != a.token_ids
 
 
+def test_sequences_that_join_a_running_batch_decode_as_they_would_alone(tiny_model):
+    """Continuous batching: rows admitted between steps (greedy, seeded sampling, repetition penalty, one that
+    ends on its first token) produce exactly their tokens when run alone, and the batch's rows are unchanged."""
+    engine = Engine(tiny_model, max_batch_size=4)
+    greedy = SamplingParams(max_tokens=10, ignore_eos=True)
+    joiners = [([7, 8, 9], SamplingParams(max_tokens=8, temperature=1.0, seed=5, ignore_eos=True)),
+               ([4, 5, 6, 7, 8], SamplingParams(max_tokens=6, repetition_penalty=1.5, ignore_eos=True)),
+               ([2, 3], SamplingParams(max_tokens=1, ignore_eos=True)),
+               ([1] * 40, greedy)]  # longer than the batch so far: must wait (max_prompt_len)
+    first = [([1, 2, 3, 4], greedy), ([5, 6], greedy)]
+    alone = [engine.generate([prompt], params)[0].token_ids for prompt, params in first + joiners]
+    seqs = [engine.new_sequence(prompt, params, i) for i, (prompt, params) in enumerate(first + joiners)]
+    offers, calls = {2: seqs[2:4], 4: seqs[4:6]}, []
+
+    def admit(free, max_prompt_len, max_new_tokens):
+        calls.append((free, max_prompt_len, max_new_tokens))
+        offered = offers.pop(len(calls), [])
+        return [s for s in offered if len(s.prompt_ids) <= max_prompt_len and s.params.max_tokens <= max_new_tokens]
+
+    for _ in engine.steps(seqs[:2], admit=admit):
+        pass
+    assert [s.output_ids for s in seqs[:5]] == alone[:5]
+    assert seqs[4].finish_reason == "length" and len(seqs[4].output_ids) == 1
+    assert seqs[5].output_ids == []  # never fitted: 40 prompt tokens against a batch of at most 4 + 10
+    # Asked only with free rows: (free rows, the cache's length so far = the longest prompt that fits, room).
+    assert calls[0] == (2, 4, 96 - 4) and calls[1] == (2, 5, 96 - 5) and all(c[0] > 0 for c in calls)
+
+
 def test_top_k_one_is_greedy(tiny_model):
     engine = Engine(tiny_model)
     [greedy] = engine.generate([[4, 5, 6]], SamplingParams(max_tokens=10))

@@ -144,6 +144,33 @@ def test_concurrent_requests_share_a_batch(server, tiny_model, tokenizer):
     assert max(before, app.state.scheduler.largest_batch) > 1
 
 
+def test_a_request_joins_the_running_batch(tiny_model, tokenizer):
+    """Continuous batching: a request sent while another is decoding joins its batch (no second batch)
+    and gets the tokens it would get alone."""
+    gated = GatedModel(tiny_model)
+    app = create_app(Engine(gated, tokenizer), model_name="tiny", max_batch_size=4, max_tokens_cap=40)
+    expected = Engine(tiny_model, tokenizer).generate(["import os"], _greedy(12))[0].text
+    with live_server(app) as url:
+        scheduler = app.state.scheduler
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        results = {}
+        first = threading.Thread(target=lambda: results.update(
+            first=client.completions.create(model="tiny", prompt="def main():\n    return", max_tokens=30,
+                                            temperature=0)))
+        first.start()
+        wait_until(lambda: scheduler.running == 1 and gated.calls == 1)  # its prefill waits at the gate
+        second = threading.Thread(target=lambda: results.update(
+            second=client.completions.create(model="tiny", prompt="import os", max_tokens=12, temperature=0)))
+        second.start()
+        wait_until(lambda: scheduler.waiting.qsize() == 1)  # queued while the batch runs ...
+        gated.gate.set()  # ... and taken in between two of its steps
+        second.join(timeout=30)
+        first.join(timeout=30)
+        assert results["second"].choices[0].text == expected
+        assert scheduler.batches == 1 and scheduler.admitted == 1
+        assert httpx.get(url + "/health").json()["joined_running_batch"] == 1
+
+
 class GatedModel(torch.nn.Module):
     """Wraps a model; each forward waits until the test opens the gate, so requests pile up deterministically."""
 

@@ -179,3 +179,28 @@ def test_write_jsonl_round_trips(tmp_path):
     formats.write_jsonl(ps, tmp_path / "out.jsonl")
     back = formats.read_tinygsm_jsonl(tmp_path / "out.jsonl")
     assert [p.code for p in back] == [p.code for p in ps]
+
+
+def test_contrast_pairs_miscopy_one_number_and_are_labelled_by_execution():
+    from slm.recipes.tinygsm import negatives
+
+    probs = problems.generate(problems.all_templates(), 12, seed=5)
+    rng = random.Random(0)
+    for p in probs:
+        bad = negatives.miscopied(p.code, rng)
+        if bad is None:
+            continue
+        before, after = p.code.splitlines(), bad.splitlines()
+        changed = [(a, b) for a, b in zip(before, after) if a != b]
+        assert len(before) == len(after) and len(changed) == 1  # one line, one literal, nothing else
+        (a, b), = changed
+        assert a.split("=")[0] == b.split("=")[0] and a.split("=")[1].strip().isdigit()
+    assert negatives.miscopied("print(1)\n", rng) is None  # not a TinyGSM program
+    pairs = negatives.contrast_pairs(probs, 2, seed=0)
+    gold = [(q, body) for q, body, ok in pairs if ok]
+    assert gold == [formats.split_program(p.code) for p in probs]
+    wrong = [(q, body) for q, body, ok in pairs if not ok]
+    assert len(wrong) >= len(probs)  # most miscopies change the answer
+    answers = {p.question: p.answer for p in probs}
+    runs = formats.execute_programs([formats.prompt_for(q) + body for q, body in wrong])
+    assert all(r.value is not None and not formats.answers_match(r.value, answers[q]) for (q, _), r in zip(wrong, runs))

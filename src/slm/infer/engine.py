@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence as Seq
+from typing import Callable, Iterator, Sequence as Seq
 
 import torch
 
@@ -214,56 +214,75 @@ class Engine:
 
     # ---- the loop ----
 
-    @torch.inference_mode()
-    def steps(self, seqs: list[Sequence]) -> Iterator[list[StreamEvent]]:
-        """Prefill these sequences together, then decode one token per row per step until all are finished.
-
-        Yields the step's events. Finished or cancelled rows leave the batch (cache.select) at once.
-        """
-        active = [s for s in seqs if not s.finished]
-        if not active:
-            return
-        lengths = [len(s.prompt_ids) for s in active]
+    def _prefill(self, rows: list[Sequence], cache_len: int):
+        """Left-padded prefill of these rows into a new cache: (last-position scores, cache, padding mask,
+        last positions, whether any row is padded)."""
+        lengths = [len(s.prompt_ids) for s in rows]
         width = max(lengths)
-        budget = width + max(s.params.max_tokens for s in active)
-        cache_len = min(budget, self.max_seq_len) if self.max_seq_len else budget
         dev = self.device
-        ids = torch.full((len(active), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(active), width), dtype=torch.long)
-        for row, s in enumerate(active):
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, s in enumerate(rows):
             ids[row, width - len(s.prompt_ids):] = torch.tensor(s.prompt_ids)
             mask[row, width - len(s.prompt_ids):] = 1
         ids, mask = ids.to(dev), mask.to(dev)
         padded = min(lengths) != width
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        cache = self.model.new_cache(len(rows), cache_len)
+        scores = self.model(ids, position_ids=positions if padded else None, attention_mask=mask if padded else None,
+                            cache=cache, logits_to_keep=1)[:, -1]
+        return scores, cache, mask, positions[:, -1:], padded
+
+    @staticmethod
+    def _events(rows: list[Sequence], tokens: torch.Tensor, room: bool) -> tuple[list[StreamEvent], list[int]]:
+        """Append each row's new token; the step's events and the rows still running."""
+        events, keep = [], []
+        for row, (s, token) in enumerate(zip(rows, tokens.tolist())):
+            text = s.append(token)
+            if not s.finished and s.cancelled:
+                text += s.finish("cancelled")
+            elif not s.finished and not room:
+                text += s.finish("length")
+            events.append(StreamEvent(s.index, token, text, s.finish_reason))
+            if not s.finished:
+                keep.append(row)
+        return events, keep
+
+    @torch.inference_mode()
+    def steps(self, seqs: list[Sequence],
+              admit: Callable[[int, int, int], list[Sequence]] | None = None) -> Iterator[list[StreamEvent]]:
+        """Prefill these sequences together, then decode one token per row per step until all are finished.
+
+        Yields the step's events. Finished or cancelled rows leave the batch (cache.select) at once.
+        Continuous batching: with `admit`, before each decoding step the engine asks
+        admit(free_rows, max_prompt_len, max_new_tokens) for sequences to join the running batch; they are
+        prefilled on their own, placed in the batch's cache left-padded to its current length, and decode
+        with the others from then on. (Only for models whose cache can take rows: `add_rows`.)
+        """
+        active = [s for s in seqs if not s.finished]
+        if not active:
+            return
+        width = max(len(s.prompt_ids) for s in active)
+        budget = width + max(s.params.max_tokens for s in active)
+        if admit is not None and self.max_seq_len:
+            budget = self.max_seq_len  # room for requests that join later
+        cache_len = min(budget, self.max_seq_len) if self.max_seq_len else budget
+        dev = self.device
+        scores, cache, mask, last_position, padded = self._prefill(active, cache_len)
+        admit = admit if hasattr(cache, "add_rows") else None
         settings = BatchSettings.build([s.params for s in active], dev)
         generators = [s.generator for s in active]
         seen = None  # [rows, vocab] tokens present, built on first use (repetition penalty only)
-        cache = self.model.new_cache(len(active), cache_len)
-        scores = self.model(ids, position_ids=positions if padded else None, attention_mask=mask if padded else None,
-                            cache=cache, logits_to_keep=1)[:, -1]
-        last_position = positions[:, -1:]
         while True:
             if seen is None and settings.any_penalty:
                 seen = seen_mask([s.prompt_ids + s.output_ids for s in active], scores.shape[-1], dev)
             tokens = sample(scores, settings, generators, seen)
-            events, keep = [], []
-            room = cache.length < cache_len
-            for row, (s, token) in enumerate(zip(active, tokens.tolist())):
-                text = s.append(token)
-                if not s.finished and s.cancelled:
-                    text += s.finish("cancelled")
-                elif not s.finished and not room:
-                    text += s.finish("length")
-                events.append(StreamEvent(s.index, token, text, s.finish_reason))
-                if not s.finished:
-                    keep.append(row)
+            events, keep = self._events(active, tokens, cache.length < cache_len)
             yield events
-            if not keep:
-                return
             if len(keep) < len(active):
-                cache.select(keep)
-                rows = torch.tensor(keep, device=dev)
+                if keep:
+                    cache.select(keep)
+                rows = torch.tensor(keep, device=dev, dtype=torch.long)
                 tokens, mask, last_position = tokens[rows], mask[rows], last_position[rows]
                 active = [active[r] for r in keep]
                 generators = [generators[r] for r in keep]
@@ -271,6 +290,34 @@ class Engine:
                 seen = seen[rows] if seen is not None else None
             if seen is not None:
                 seen[torch.arange(len(active), device=dev), tokens] = True
+            free = self.max_batch_size - len(active)
+            newcomers = admit(free, cache.length, cache_len - cache.length) if admit and free > 0 and active else []
+            if newcomers:
+                new_scores, new_cache, new_mask, new_last, _ = self._prefill(newcomers, cache.length)
+                new_settings = BatchSettings.build([s.params for s in newcomers], dev)
+                new_seen = (seen_mask([s.prompt_ids for s in newcomers], new_scores.shape[-1], dev)
+                            if new_settings.any_penalty else None)
+                new_tokens = sample(new_scores, new_settings, [s.generator for s in newcomers], new_seen)
+                events, stay = self._events(newcomers, new_tokens, True)
+                yield events
+                if stay:
+                    idx = torch.tensor(stay, device=dev, dtype=torch.long)
+                    new_cache.select(stay)
+                    cache.add_rows(new_cache)
+                    if not padded:  # every row so far saw every position
+                        mask = mask.new_ones(len(active), cache.length)
+                        padded = True
+                    new_mask = torch.cat([new_mask.new_zeros(len(stay), cache.length - new_mask.shape[1]),
+                                          new_mask[idx]], dim=1)
+                    mask = torch.cat([mask, new_mask])
+                    tokens = torch.cat([tokens, new_tokens[idx]])
+                    last_position = torch.cat([last_position, new_last[idx]])
+                    active += [newcomers[r] for r in stay]
+                    generators += [newcomers[r].generator for r in stay]
+                    settings = BatchSettings.build([s.params for s in active], dev)
+                    seen = None  # rebuilt from every row's tokens at the next step
+            if not active:
+                return
             last_position = last_position + 1
             if padded:
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)

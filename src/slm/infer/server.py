@@ -5,9 +5,10 @@
     GET  /v1/models, GET /health
 
 Batching: requests go into a bounded queue (full -> 429). One scheduler thread takes up to max_batch_size
-waiting requests at once and runs them through `Engine.steps` as one batch (dynamic batching: prompts are
-prefilled together and decoded in lock-step; a finished, failed or cancelled row leaves the batch at once,
-and requests that arrive meanwhile form the next batch). A client that disconnects cancels its sequence:
+waiting requests at once and runs them through `Engine.steps` as one batch: prompts are prefilled together
+and decoded in lock-step; a finished, failed or cancelled row leaves the batch at once, and requests that
+arrive meanwhile join the running batch between two steps when there is a free row and room in its cache
+(continuous batching; the others start the next batch). A client that disconnects cancels its sequence:
 it is dropped from the running batch at the next step, or skipped if still queued.
 
 Validation: bodies are pydantic models; a bad field, a prompt longer than the context, or max_tokens over
@@ -16,6 +17,7 @@ the cap answers 400 with an OpenAI-style body {"error": {"message", "type", "par
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import queue
 import threading
@@ -99,7 +101,9 @@ class Scheduler:
         self.waiting: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self.running = 0
         self.active: list[Job] = []  # the batch being decoded
-        self.batches = 0  # batches run, and the largest so far (tests and /health read them)
+        self.held: collections.deque[Job] = collections.deque()  # taken from the queue, no room in the batch
+        self.batches = 0  # batches started, requests that joined one already running, the largest batch
+        self.admitted = 0  # (tests and /health read them)
         self.largest_batch = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="slm-scheduler", daemon=True)
@@ -118,19 +122,51 @@ class Scheduler:
             raise ApiError(429, "the server is busy: the request queue is full; retry later",
                            code="queue_full", type_="rate_limit_error") from None
 
-    def _take_batch(self) -> list[Job]:
+    def _next_job(self, timeout: float = 0.0) -> Job | None:
+        """The oldest waiting job: first those a running batch had no room for, then the queue."""
+        if self.held:
+            return self.held.popleft()
         try:
-            first = self.waiting.get(timeout=0.05)
+            return self.waiting.get(timeout=timeout) if timeout > 0 else self.waiting.get_nowait()
         except queue.Empty:
+            return None
+
+    def _take_batch(self) -> list[Job]:
+        first = self._next_job(timeout=0.05)
+        if first is None:
             return []
         batch = [first]
         deadline = time.monotonic() + self.gather_s  # a moment for requests sent together to ride together
         while len(batch) < self.max_batch_size:
-            try:
-                batch.append(self.waiting.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
+            job = self._next_job(timeout=max(1e-3, deadline - time.monotonic()))
+            if job is None:
                 break
+            batch.append(job)
         return [job for job in batch if not job.seq.cancelled]
+
+    def _admitter(self, jobs: list[Job]):
+        """The engine's `admit` callback for this batch: waiting jobs that fit join it (continuous batching)."""
+        def admit(free: int, max_prompt_len: int, max_new_tokens: int) -> list:
+            joined, no_room = [], []
+            while len(joined) < free:
+                job = self._next_job()
+                if job is None:
+                    break
+                if job.seq.cancelled:
+                    continue
+                if len(job.seq.prompt_ids) <= max_prompt_len and job.seq.params.max_tokens <= max_new_tokens:
+                    job.seq.index = len(jobs)
+                    jobs.append(job)
+                    joined.append(job.seq)
+                else:
+                    no_room.append(job)
+            self.held.extendleft(reversed(no_room))  # first in line for the next batch, in their order
+            if joined:
+                self.admitted += len(joined)
+                self.running = sum(not job.seq.finished for job in jobs)
+                self.largest_batch = max(self.largest_batch, self.running)
+            return joined
+        return admit
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -143,7 +179,7 @@ class Scheduler:
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(jobs))
             try:
-                for events in self.engine.steps([job.seq for job in jobs]):
+                for events in self.engine.steps([job.seq for job in jobs], admit=self._admitter(jobs)):
                     for event in events:
                         job = jobs[event.index]
                         if job.stream or event.finish_reason:
@@ -190,7 +226,8 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
     @app.get("/health")
     async def health():
         return {"status": "ok", "queued": scheduler.waiting.qsize(), "running": scheduler.running,
-                "batches": scheduler.batches, "largest_batch": scheduler.largest_batch}
+                "batches": scheduler.batches, "largest_batch": scheduler.largest_batch,
+                "joined_running_batch": scheduler.admitted}
 
     @app.get("/v1/models")
     async def models():

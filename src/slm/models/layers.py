@@ -100,6 +100,19 @@ class KVCache:
         self.k = self.k[:, rows]
         self.v = self.v[:, rows]
 
+    def add_rows(self, other: "KVCache") -> None:
+        """Append another cache's rows (sequences joining a running batch), their filled positions placed
+        to end at this cache's length, as left padding would place them; the caller masks the gap."""
+        filled = other.length
+        if filled > self.length:
+            raise ValueError(f"cannot add rows of {filled} positions to a cache of length {self.length}")
+        rows = other.k.shape[1]
+        for name in ("k", "v"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            new = mine.new_zeros((mine.shape[0], rows, *mine.shape[2:]))
+            new[:, :, :, self.length - filled:self.length] = theirs[:, :, :, :filled]
+            setattr(self, name, torch.cat([mine, new], dim=1))
+
 
 class Attention(nn.Module):
     """Multi-head attention with grouped-query heads, rotary positions and an optional KV cache.

@@ -27,6 +27,7 @@ backward of each micro-batch's loss sum, gradients scaled by world/targets, clip
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import random
@@ -144,6 +145,13 @@ class Trainer:
 
         self.wrapped = D.wrap(self.model, cfg.strategy, self.dist, layer_types=(Block,))
         self.forward_model = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        if cfg.compile and not self.dist.enabled:
+            # One process: the loss is compiled together with the model, so the cross entropy is fused with
+            # the LM head's output instead of running eagerly over a materialised [tokens, vocab] tensor.
+            # (Under DDP/FSDP the wrapper itself is what torch.compile is given.)
+            self.compute_loss = torch.compile(functools.partial(self.loss_fn, self.wrapped))
+        else:
+            self.compute_loss = functools.partial(self.loss_fn, self.forward_model)
         self.optimizer = build_optimizer(self.wrapped, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, self.device)
         self.params = [p for p in self.wrapped.parameters() if p.requires_grad]
 
@@ -283,7 +291,7 @@ class Trainer:
                 break  # a short last step still uses what it has
             batch = self._to_device(batch)
             with self._sync_gradients(micro == self.accumulation - 1), self.autocast:
-                micro_loss, micro_targets = self.loss_fn(self.forward_model, batch)
+                micro_loss, micro_targets = self.compute_loss(batch)
             micro_loss.backward()
             loss_sum += micro_loss.detach().double()
             targets += micro_targets.detach().double() if torch.is_tensor(micro_targets) else micro_targets
@@ -320,7 +328,7 @@ class Trainer:
                     if batch is None:
                         break
                     with self.autocast:
-                        loss, n = self.loss_fn(self.forward_model, self._to_device(batch))
+                        loss, n = self.compute_loss(self._to_device(batch))
                     totals += torch.stack([loss.double(), torch.as_tensor(n, device=self.device).double()])
                 loss_sum, n = D.all_reduce_sum(totals, self.dist).tolist()
                 if n > 0:

@@ -50,6 +50,9 @@ class DataConfig:
 @dataclass
 class ModelSection:
     vocab_size: int = 1024  # of the byte-level BPE trained on the programs
+    # One token per digit: a number copied from the question into the code is then the same tokens
+    # in both places, which is what a small generator and verifier must compare.
+    split_digits: bool = False
     dim: int = 128
     n_layers: int = 4
     n_heads: int = 4
@@ -74,6 +77,9 @@ class GeneratorConfig:
 class VerifierConfig:
     temperatures: list[float] = field(default_factory=lambda: [0.5, 0.7])
     samples: int = 4  # per question, checkpoint and temperature
+    # Miscopied-number copies per training and verifier problem, added to the verifier's data with their
+    # gold programs (negatives.py; not in the paper). 0 = the paper's data only.
+    contrast_pairs: int = 0
     steps: int = 400
     batch_size: int = 16
     seq_len: int = 320
@@ -284,7 +290,7 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     lap("data")
     generator, tokenizer, gen_result = _train_generator(cfg, seed, out_dir, train)
     lap("generator_training")
-    verifier, verifier_info = _train_verifier(cfg, seed, out_dir, generator, tokenizer, verifier_qs, lap)
+    verifier, verifier_info = _train_verifier(cfg, seed, out_dir, generator, tokenizer, verifier_qs, train, lap)
 
     # ---- test: greedy, N samples, execution, verifier scores
     e = cfg.eval
@@ -335,7 +341,8 @@ def _train_generator(cfg: TinyGSMConfig, seed: int, out_dir: Path, train):
         tokenizer = slm.load_tokenizer(finished[-1][1])
         _say(f"seed {seed}: resuming the generator from {finished[-1][1]}")
     else:
-        tokenizer = slm.train_tokenizer([p.code for p in train], vocab_size=cfg.model.vocab_size, kind="byte-bpe")
+        tokenizer = slm.train_tokenizer([p.code for p in train], vocab_size=cfg.model.vocab_size, kind="byte-bpe",
+                                        split_digits=cfg.model.split_digits)
     m = cfg.model
     model_cfg = ModelConfig(arch="llama", vocab_size=len(tokenizer), dim=m.dim, n_layers=m.n_layers,
                             n_heads=m.n_heads, n_kv_heads=m.n_kv_heads, ffn_dim=m.ffn_dim, max_seq_len=m.max_seq_len,
@@ -355,7 +362,7 @@ def _train_generator(cfg: TinyGSMConfig, seed: int, out_dir: Path, train):
     return generator, tokenizer, gen_result
 
 
-def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tokenizer, verifier_qs, lap):
+def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tokenizer, verifier_qs, train, lap):
     """Samples from every generator checkpoint at each temperature, labelled by execution; then the verifier.
     A verifier that finished with the same settings (out_dir/verifier + verifier.json) is reused."""
     from slm.models import load_model
@@ -387,6 +394,15 @@ def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tok
                     verifier_examples.append(verifier_example(prompt, c.token_ids, ok, f"step-{step}/T{temperature}"))
             correct_count += here
             _say(f"seed {seed}: checkpoint {step}, T={temperature}: {here}/{len(questions) * v.samples} correct")
+    if v.contrast_pairs:
+        from slm.recipes.tinygsm.negatives import contrast_pairs
+
+        pairs = contrast_pairs(list(verifier_qs) + list(train), v.contrast_pairs, seed, workers)
+        for question, body, ok in pairs:
+            completion = tokenizer.encode(body) + [tokenizer.eos_token_id]
+            verifier_examples.append(verifier_example(encode_prompt(tokenizer, question), completion, ok, "contrast"))
+            correct_count += ok
+        _say(f"seed {seed}: {len(pairs)} contrast examples ({sum(ok for *_, ok in pairs)} gold programs)")
     positive = correct_count / max(len(verifier_examples), 1)
     _say(f"seed {seed}: {len(verifier_examples)} verifier samples, {positive:.1%} correct")
     lap("verifier_data")
