@@ -64,7 +64,7 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 disables clipping
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the model (in one process, together with the loss)
     activation_checkpointing: bool = False
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # used under torchrun; auto means DDP
     device: str = "auto"
