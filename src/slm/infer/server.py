@@ -225,7 +225,7 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "queued": scheduler.waiting.qsize(), "running": scheduler.running,
+        return {"status": "ok", "queued": scheduler.waiting.qsize() + len(scheduler.held), "running": scheduler.running,
                 "batches": scheduler.batches, "largest_batch": scheduler.largest_batch,
                 "joined_running_batch": scheduler.admitted}
 
