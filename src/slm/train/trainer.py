@@ -144,14 +144,14 @@ class Trainer:
         from slm.models.decoder import Block
 
         self.wrapped = D.wrap(self.model, cfg.strategy, self.dist, layer_types=(Block,))
-        self.forward_model = torch.compile(self.wrapped) if cfg.compile else self.wrapped
         if cfg.compile and not self.dist.enabled:
             # One process: the loss is compiled together with the model, so the cross entropy is fused with
             # the LM head's output instead of running eagerly over a materialised [tokens, vocab] tensor.
             # (Under DDP/FSDP the wrapper itself is what torch.compile is given.)
             self.compute_loss = torch.compile(functools.partial(self.loss_fn, self.wrapped))
         else:
-            self.compute_loss = functools.partial(self.loss_fn, self.forward_model)
+            model = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+            self.compute_loss = functools.partial(self.loss_fn, model)
         self.optimizer = build_optimizer(self.wrapped, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, self.device)
         self.params = [p for p in self.wrapped.parameters() if p.requires_grad]
 
