@@ -195,6 +195,11 @@ def encode_prompt(tokenizer, question: str) -> list[int]:
     return tokenizer.encode(prompt_for(question))
 
 
+def encode_completion(tokenizer, body: str) -> list[int]:
+    """A program body as the generator is trained on it and emits it: its tokens, then EOS."""
+    return tokenizer.encode(body) + [tokenizer.eos_token_id]
+
+
 def sft_examples(problems, tokenizer):
     """prompt -> program body + EOS, loss on the body only (labels shifted, as slm.finetune renders them)."""
     from slm.finetune import IGNORE, SFTExample
@@ -203,7 +208,7 @@ def sft_examples(problems, tokenizer):
     out = []
     for p in problems:
         prompt = encode_prompt(tokenizer, p.question)
-        body = tokenizer.encode(split_program(p.code)[1]) + [tokenizer.eos_token_id]
+        body = encode_completion(tokenizer, split_program(p.code)[1])
         ids = prompt + body
         labels = [ids[t + 1] if t + 1 >= len(prompt) else IGNORE for t in range(len(ids) - 1)] + [IGNORE]
         out.append(SFTExample(ids, labels, p.source or p.template))
@@ -399,8 +404,8 @@ def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tok
 
         pairs = contrast_pairs(list(verifier_qs) + list(train), v.contrast_pairs, seed, workers)
         for question, body, ok in pairs:
-            completion = tokenizer.encode(body) + [tokenizer.eos_token_id]
-            verifier_examples.append(verifier_example(encode_prompt(tokenizer, question), completion, ok, "contrast"))
+            verifier_examples.append(verifier_example(encode_prompt(tokenizer, question),
+                                                      encode_completion(tokenizer, body), ok, "contrast"))
             correct_count += ok
         _say(f"seed {seed}: {len(pairs)} contrast examples ({sum(ok for *_, ok in pairs)} gold programs)")
     positive = correct_count / max(len(verifier_examples), 1)
