@@ -50,22 +50,30 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int) -> float:
-    engine = Engine(model)
+def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int, compile: bool = False) -> float:
+    engine = Engine(model, compile=compile)
     run = lambda n: engine.generate([prompt], SamplingParams(max_tokens=n, ignore_eos=True))
     run(4)  # warm-up
+    if compile:
+        run(tokens)  # compiles the graph for this cache length (slm.infer.compiled.bucket) outside the timings
     return (tokens - 1) / (best_of(lambda: run(tokens), repeats) - best_of(lambda: run(1), repeats))
 
 
-def hf_decode_tps(hf_model, prompt: list[int], tokens: int, repeats: int) -> float:
+def hf_decode_tps(hf_model, prompt: list[int], tokens: int, repeats: int, compile: bool = False) -> float:
+    """transformers' generate; compile=True is its documented fast path: a static cache and a compiled forward."""
     ids = torch.tensor([prompt])
+    extra = {"cache_implementation": "static"} if compile else {}
+    if compile:
+        hf_model.forward = torch.compile(hf_model.forward, fullgraph=True)
 
     def run(n):
         with torch.inference_mode():
             hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                              do_sample=False, pad_token_id=0, eos_token_id=None)
+                              do_sample=False, pad_token_id=0, eos_token_id=None, **extra)
 
     run(4)
+    if compile:
+        run(tokens)
     return (tokens - 1) / (best_of(lambda: run(tokens), repeats) - best_of(lambda: run(1), repeats))
 
 
@@ -114,6 +122,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
+    ap.add_argument("--hf-compile", action="store_true",
+                    help="also time transformers with a static cache and a compiled forward (the peer for fp32-comp)")
     ap.add_argument("--speculative", action="store_true", help="also time speculative decoding (micro target)")
     ap.add_argument("--only-speculative", action="store_true", help="skip the table, time speculative decoding only")
     args = ap.parse_args()
@@ -144,12 +154,18 @@ def main() -> None:
                 slm.save(model, None, Path(tmp) / "m")
                 hf = AutoModelForCausalLM.from_pretrained(Path(tmp) / "m").eval()
             hf_tps = hf_decode_tps(hf, prompt, args.tokens, args.repeats)
+            if args.hf_compile:
+                hf_compiled_tps = hf_decode_tps(hf, prompt, args.tokens, args.repeats, compile=True)
+                print(f"{name:7} transformers, static cache + torch.compile: {hf_compiled_tps:.1f} tok/s "
+                      f"(eager generate {hf_tps:.1f})", flush=True)
             del hf
         # fp32: the checkpoint as loaded; fp32-fast and int8: the layout slm decodes with (Engine.from_pretrained).
+        # fp32-comp: the compiled decoding step (Engine(compile=True), `slm generate --compile`).
         variants = (("fp32", model), ("fp32-fast", prepare_for_decoding(copy.deepcopy(model))),
+                    ("fp32-comp", prepare_for_decoding(copy.deepcopy(model), compile=True)),
                     ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True)))
         for label, m in variants:
-            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats)
+            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats, compile=label == "fp32-comp")
             wb = weight_bytes(m)
             roof = bandwidth / wb
             ppl = perplexity(m, ids)

@@ -38,6 +38,16 @@ def test_generate_int8_and_speculative(model_dir, capsys):
     assert "acceptance 100%" in capsys.readouterr().err
 
 
+def test_generate_compiled_prints_the_same_completion(model_dir, capsys):
+    args = ["generate", model_dir, "--prompt", "def main", "--max-tokens", "8", "--json"]
+    assert main(args) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert main(args + ["--compile"]) == 0
+    assert json.loads(capsys.readouterr().out) == eager
+    assert main(args + ["--compile", "--int8"]) == 2
+    assert "int8 or compile" in capsys.readouterr().err
+
+
 def test_generate_errors_exit_2(model_dir, tmp_path, capsys):
     assert main(["generate", model_dir]) == 2
     assert "--prompt" in capsys.readouterr().err

@@ -12,6 +12,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true",
                    help="quantize every linear weight, the LM head included, to int8 per output channel at load "
                         "(the embedding table stays float)")
+    p.add_argument("--compile", action="store_true",
+                   help="decode one-row batches through a compiled graph (torch.compile: faster per token after a "
+                        "first step that compiles for seconds; needs a C++ compiler on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
@@ -33,7 +36,7 @@ def load_engine(args, **engine_kwargs):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    engine = Engine.from_pretrained(args.model, int8=args.int8, **engine_kwargs)
+    engine = Engine.from_pretrained(args.model, int8=args.int8, compile=args.compile, **engine_kwargs)
     if engine.tokenizer is None:
         from slm.errors import SlmError
 

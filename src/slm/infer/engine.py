@@ -131,7 +131,10 @@ def model_device(model) -> torch.device:
 
 
 class Engine:
-    def __init__(self, model, tokenizer=None, max_batch_size: int = 32, eos_token_ids: Seq[int] | None = None):
+    def __init__(self, model, tokenizer=None, max_batch_size: int = 32, eos_token_ids: Seq[int] | None = None,
+                 compile: bool = False):
+        """compile=True decodes one-row batches through one compiled graph per step (slm.infer.compiled; fastest
+        on a model in `prepare_for_decoding(model, compile=True)` layout); larger batches decode eagerly."""
         self.model = model.eval() if hasattr(model, "eval") else model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -144,14 +147,21 @@ class Engine:
         self.eos_token_ids = set(eos_token_ids)
         self.pad_token_id = next(iter(sorted(self.eos_token_ids)), 0)  # any id works: padding is masked
         self.device = model_device(model)
+        self.compiled_step = None
+        if compile:
+            from slm.infer.compiled import CompiledStep
+
+            self.compiled_step = CompiledStep(self.model)  # checks that the model is one it can compile
 
     @classmethod
     def from_pretrained(cls, path: str | Path, int8: bool = False, dtype: torch.dtype = torch.float32,
-                        device: str = "cpu", input_major: bool | None = None, **kwargs) -> "Engine":
+                        device: str = "cpu", input_major: bool | None = None, compile: bool = False,
+                        **kwargs) -> "Engine":
         """Load an HF directory (or a composition YAML, slm.compose) in the decoding layout
         (slm.infer.quant.prepare_for_decoding): q/k/v and gate/up projections fused; int8=True quantizes the
-        linear layers' weights per output channel; input_major (default: on CPU without int8) stores the float
-        weights transposed, which CPU matrix-vector products read faster (InputMajorLinear)."""
+        linear layers' weights per output channel; input_major (default: on CPU without int8 or compile) stores
+        the float weights transposed, which eager CPU matrix-vector products read faster (InputMajorLinear);
+        compile=True compiles one-row decoding steps (slm.infer.compiled)."""
         import slm
         from slm.compose.config import is_composition, load_composition
         from slm.infer.quant import prepare_for_decoding
@@ -160,8 +170,8 @@ class Engine:
             model, tokenizer = load_composition(path, dtype=dtype, device=device)
         else:
             model, tokenizer = slm.load(path, dtype=dtype, device=device)
-        prepare_for_decoding(model, int8=int8, input_major=input_major)
-        return cls(model, tokenizer, **kwargs)
+        prepare_for_decoding(model, int8=int8, input_major=input_major, compile=compile)
+        return cls(model, tokenizer, compile=compile, **kwargs)
 
     # ---- prompts ----
 
@@ -268,7 +278,12 @@ class Engine:
             budget = self.max_seq_len  # room for requests that join later
         cache_len = min(budget, self.max_seq_len) if self.max_seq_len else budget
         dev = self.device
-        scores, cache, mask, last_position, padded = self._prefill(active, cache_len)
+        allocate = cache_len
+        if self.compiled_step is not None:  # a few cache shapes, so a few compiled graphs, serve every request
+            from slm.infer.compiled import bucket
+
+            allocate = bucket(cache_len, self.max_seq_len)
+        scores, cache, mask, last_position, padded = self._prefill(active, allocate)
         admit = admit if hasattr(cache, "add_rows") else None
         settings = BatchSettings.build([s.params for s in active], dev)
         generators = [s.generator for s in active]
@@ -321,5 +336,8 @@ class Engine:
             last_position = last_position + 1
             if padded:
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
-                                attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]
+            if self.compiled_step is not None and len(active) == 1 and not padded and hasattr(cache, "k"):
+                scores = self.compiled_step(tokens, cache)
+            else:
+                scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
+                                    attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]

@@ -140,12 +140,22 @@ def fuse_projections(model: nn.Module) -> nn.Module:
     return model
 
 
-def prepare_for_decoding(model: nn.Module, int8: bool = False, input_major: bool | None = None) -> nn.Module:
-    """The inference layout (in place): fused projections, then int8 weights, or else (by default on CPU)
-    input-major float weights. What Engine.from_pretrained, and so slm generate/chat/serve, decode with."""
+def prepare_for_decoding(model: nn.Module, int8: bool = False, input_major: bool | None = None,
+                         compile: bool = False) -> nn.Module:
+    """The inference layout (in place): fused projections, then int8 weights, or for compiled decoding
+    RowDotLinear float weights (slm.infer.compiled), or else (by default on CPU) input-major float weights.
+    What Engine.from_pretrained, and so slm generate/chat/serve, decode with."""
     fuse_projections(model)
+    if int8 and compile:
+        from slm.errors import ConfigError
+
+        raise ConfigError("compiled decoding runs float weights: choose int8 or compile, not both")
     if int8:
         return quantize_int8(model)
+    if compile:
+        from slm.infer.compiled import RowDotLinear
+
+        return replace_linears(model, RowDotLinear.from_linear)
     if input_major if input_major is not None else next(model.parameters()).device.type == "cpu":
         return input_major_weights(model)
     return model

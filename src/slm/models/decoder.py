@@ -143,12 +143,15 @@ class Decoder(nn.Module):
         position_ids: [B, T]; default past .. past + T - 1.
         """
         B, T = input_ids.shape
-        past = cache.length if cache is not None else 0
+        # A cache without `length` (slm.infer.compiled.StaticKVCache) comes with explicit positions.
+        past = getattr(cache, "length", 0) if cache is not None else 0
         given_positions = position_ids is not None
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
-        # Default positions end at past + T - 1, so only given ones need the (graph-breaking) max() check.
+        # Default positions end at past + T - 1, so only given ones need the max() check, which would break a
+        # compiled graph: compiled decoding (slm.infer.compiled) checks its positions before it calls in.
         if past + T > self.config.max_seq_len or (given_positions and position_ids.numel()
+                                                  and not torch.compiler.is_compiling()
                                                   and int(position_ids.max()) >= self.config.max_seq_len):
             raise ValueError(f"sequence of {past + T} positions exceeds max_seq_len {self.config.max_seq_len}")
         x = self.embed(input_ids)

@@ -1,0 +1,97 @@
+"""Compiled batch-1 decoding: one torch.compile (inductor) graph per decoded token.
+
+Eager decoding of a small model spends its time in two places: dozens of small operators per layer, each
+with its own dispatch, and matrix-vector products that MKL streams from memory well below the machine's
+bandwidth. Compiling the whole decoding step addresses both. Inductor fuses each layer's norms, rotary
+embedding, cache write, activation and residual adds into a few C++ loops, and the products of
+`RowDotLinear` (below) become vectorised multiply-and-sum loops over the [out, in] weight. On the 2-vCPU
+test machine those loops read a weight at 22-28 GB/s against MKL's 10-20 GB/s (docs/benchmarks.md).
+
+Shapes must not change from one step to the next, or every step would compile anew:
+  - the cache is the engine's own preallocated KVCache, read in full; its length is rounded up to a
+    power of two (`bucket`), so a handful of graphs serve every request;
+  - the position is a tensor, so the step writes its keys and values with index_copy_ and masks the
+    positions after it, instead of slicing with a Python integer.
+Only one-row batches take this path (the engine decodes larger batches eagerly, where matrix products
+are efficient anyway). The first step of each cache length compiles, which takes seconds to tens of seconds;
+inductor's on-disk cache makes later runs start faster.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slm.errors import ConfigError, SlmError
+
+
+class RowDotLinear(nn.Linear):
+    """A Linear that, inside a compiled graph and for a single input row, computes y_o = sum_i W_oi x_i as a
+    multiply-and-sum: inductor emits it as a vectorised loop over the weight's rows (fused with the ops
+    around it) instead of an external GEMV call. Everywhere else it is F.linear: eager prefill and batched
+    decoding keep MKL's matrix products."""
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "RowDotLinear":
+        new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        new.weight = nn.Parameter(linear.weight.detach(), requires_grad=False)
+        new.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() and x.shape[:-1].numel() == 1:
+            y = (x.reshape(1, self.in_features) * self.weight).sum(-1).view(*x.shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+        return F.linear(x, self.weight, self.bias)
+
+
+class StaticKVCache:
+    """The engine's KVCache tensors seen by a compiled step: writes at a position given as a tensor, reads the
+    whole buffer (positions after the current one are masked). It has no `length`: positions are explicit."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, position: torch.Tensor):
+        self.k, self.v, self.position = k, v, position
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k[layer].index_copy_(2, self.position, k)
+        self.v[layer].index_copy_(2, self.position, v)
+        return self.k[layer], self.v[layer]
+
+
+def bucket(length: int, cap: int | None, smallest: int = 64) -> int:
+    """The cache length a compiled engine allocates: the next power of two (at least `smallest`), at most cap."""
+    size = smallest
+    while size < length:
+        size *= 2
+    return min(size, cap) if cap else size
+
+
+class CompiledStep:
+    """`step(token [1, 1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position."""
+
+    def __init__(self, model: nn.Module):
+        from slm.models import Decoder
+
+        if not isinstance(model, Decoder):
+            raise ConfigError(f"compiled decoding runs slm decoder models, not {type(model).__name__}: "
+                              "decode this one without compile")
+        self.model = model
+        self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False)
+
+    def _step(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(k.shape[3], device=k.device) <= position).view(1, 1, 1, -1)
+        logits = self.model(token, position_ids=position.view(1, 1), attention_mask=mask,
+                            cache=StaticKVCache(k, v, position), logits_to_keep=1)
+        return logits[:, -1]
+
+    def __call__(self, token: torch.Tensor, cache) -> torch.Tensor:
+        position = torch.tensor([cache.length], device=token.device)
+        try:
+            logits = self._compiled(token.view(1, 1), position, cache.k, cache.v)
+        except Exception as error:  # mostly a missing toolchain: say so rather than show inductor's traceback
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            raise SlmError(f"compiling the decoding step failed ({type(error).__name__}: {first_line}). "
+                           "torch.compile needs a working C++ compiler on CPU (or Triton on CUDA); decode "
+                           "without compile instead") from error
+        cache.advance(1)
+        return logits

@@ -1,0 +1,95 @@
+"""Compiled batch-1 decoding (slm.infer.compiled): same logits and tokens as eager decoding, a few graphs."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from slm.errors import ConfigError, SlmError
+from slm.infer import Engine, SamplingParams
+from slm.infer.compiled import CompiledStep, RowDotLinear, bucket
+from slm.infer.quant import prepare_for_decoding
+from slm.models import Decoder
+
+
+def test_row_dot_linear_is_the_linear_outside_a_compiled_graph():
+    torch.manual_seed(0)
+    linear = nn.Linear(24, 40, bias=True)
+    row = RowDotLinear.from_linear(linear)
+    assert row.weight.data_ptr() == linear.weight.data_ptr()  # shares the weight (a tied LM head stays tied)
+    x = torch.randn(3, 5, 24)
+    assert torch.equal(row(x), linear(x))
+
+
+def test_row_dot_linear_compiled_matches_for_one_row():
+    torch.manual_seed(0)
+    linear = nn.Linear(48, 40, bias=True)
+    row = RowDotLinear.from_linear(linear)
+    compiled = torch.compile(row, fullgraph=True, dynamic=False)
+    x = torch.randn(1, 1, 48)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), linear(x), atol=1e-5)
+
+
+def test_bucket_rounds_cache_lengths_to_powers_of_two():
+    assert [bucket(n, 1024) for n in (1, 64, 65, 200, 513, 1024)] == [64, 64, 128, 256, 1024, 1024]
+    assert bucket(700, 600) == 600  # never beyond the model's context
+    assert bucket(300, None) == 512
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(arch="phi", n_kv_heads=4, rotary_fraction=0.5)],
+                         ids=["llama-gqa", "phi"])
+def test_compiled_engine_decodes_the_eager_tokens(make_config, overrides):
+    model = Decoder(make_config(300, **overrides)).init_weights(seed=5).eval()
+    with torch.no_grad():  # spread the logits: greedy parity should not hinge on float-rounding ties
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(4.0)
+    eager = Engine(prepare_for_decoding(copy.deepcopy(model)))
+    compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+    greedy = SamplingParams(max_tokens=20, ignore_eos=True)
+    for prompt in ([5, 6, 7], [9, 10, 11, 12, 13, 14, 15]):  # two prompts, one cache bucket: one graph
+        assert compiled.generate([prompt], greedy)[0].token_ids == eager.generate([prompt], greedy)[0].token_ids
+    sampled = SamplingParams(max_tokens=20, temperature=0.8, top_k=50, seed=3, ignore_eos=True)
+    assert compiled.generate([[5, 6, 7]], sampled)[0].token_ids == eager.generate([[5, 6, 7]], sampled)[0].token_ids
+    # Batches of several rows decode eagerly with the same weights and give the eager tokens too.
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]
+    assert [c.token_ids for c in compiled.generate(prompts, greedy)] == \
+        [c.token_ids for c in eager.generate(prompts, greedy)]
+
+
+def test_compiled_step_writes_the_cache_like_an_eager_step(make_config):
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=2).eval(), compile=True)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    with torch.inference_mode():
+        eager_cache, static_cache = model.new_cache(1, 64), model.new_cache(1, 64)
+        model(ids, cache=eager_cache)
+        model(ids, cache=static_cache)
+        expected = model(torch.tensor([[7]]), cache=eager_cache)[:, -1]
+        got = CompiledStep(model)(torch.tensor([7]), static_cache)
+    assert static_cache.length == eager_cache.length == 5
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(static_cache.k[:, :, :, :5], eager_cache.k[:, :, :, :5], atol=1e-6)
+    assert torch.allclose(static_cache.v[:, :, :, :5], eager_cache.v[:, :, :, :5], atol=1e-6)
+
+
+def test_compile_and_int8_do_not_mix(make_config):
+    with pytest.raises(ConfigError, match="int8 or compile"):
+        prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=0), int8=True, compile=True)
+
+
+def test_compile_needs_an_slm_decoder():
+    with pytest.raises(ConfigError, match="slm decoder"):
+        Engine(nn.Linear(4, 4), compile=True)
+
+
+def test_a_failing_compilation_is_reported_with_the_way_out(make_config, monkeypatch):
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=0).eval(), compile=True)
+    engine = Engine(model, compile=True)
+
+    def broken(*args):
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\nlots of detail")
+
+    monkeypatch.setattr(engine.compiled_step, "_compiled", broken)
+    with pytest.raises(SlmError, match="C\\+\\+ compiler.*without compile"):
+        engine.generate([[5, 6, 7]], SamplingParams(max_tokens=4, ignore_eos=True))
