@@ -93,3 +93,18 @@ def test_a_failing_compilation_is_reported_with_the_way_out(make_config, monkeyp
     monkeypatch.setattr(engine.compiled_step, "_compiled", broken)
     with pytest.raises(SlmError, match="C\\+\\+ compiler.*without compile"):
         engine.generate([[5, 6, 7]], SamplingParams(max_tokens=4, ignore_eos=True))
+
+
+def test_warm_up_compiles_the_graph_a_served_request_uses(make_config):
+    from torch._dynamo.utils import counters
+
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=1).eval(), compile=True)
+    engine = Engine(model, compile=True)
+    engine.warm_up()
+    graphs = counters["stats"]["unique_graphs"]
+    seq = engine.new_sequence([5, 6, 7], SamplingParams(max_tokens=6, ignore_eos=True))
+    for _ in engine.steps([seq], admit=lambda free, max_prompt_len, max_new_tokens: []):  # as the server runs it
+        pass
+    assert len(seq.output_ids) == 6
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled during the request
+    Engine(model).warm_up()  # without compile: nothing to do

@@ -24,6 +24,11 @@ def run(args) -> int:
     from slm.infer.server import serve
 
     engine = load_engine(args, max_batch_size=args.max_batch_size)
+    if args.compile:
+        import sys
+
+        print("compiling the decoding step (once per process)...", file=sys.stderr, flush=True)
+        engine.warm_up()
     name = args.name or Path(args.model).resolve().name
     serve(engine, host=args.host, port=args.port, model_name=name, max_batch_size=args.max_batch_size,
           max_queue=args.max_queue, max_tokens_cap=args.max_tokens_cap)

@@ -173,6 +173,17 @@ class Engine:
         prepare_for_decoding(model, int8=int8, input_major=input_major, compile=compile)
         return cls(model, tokenizer, compile=compile, **kwargs)
 
+    @torch.inference_mode()
+    def warm_up(self, cache_len: int | None = None) -> None:
+        """With compile=True: compile the one-row decoding step now rather than in the first request, for a
+        cache of cache_len positions (default: the whole context, which is what a server's batches allocate)."""
+        if self.compiled_step is None:
+            return
+        from slm.infer.compiled import bucket
+
+        cache = self.model.new_cache(1, bucket(cache_len or self.max_seq_len or 64, self.max_seq_len))
+        self.compiled_step(torch.tensor([self.pad_token_id], device=self.device), cache)
+
     # ---- prompts ----
 
     def encode(self, prompt: Prompt) -> list[int]:
