@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 
-def serve_process(model_dir: str, port: int, threads: int | None, max_batch: int) -> None:
+def serve_process(model_dir: str, port: int, threads: int | None, max_batch: int, compile: bool = False) -> None:
     """Child process: load the model in the decoding layout and serve it (what `slm serve` does, minus the
     tokenizer requirement)."""
     import torch
@@ -32,8 +32,9 @@ def serve_process(model_dir: str, port: int, threads: int | None, max_batch: int
 
     if threads:
         torch.set_num_threads(threads)
-    serve(Engine.from_pretrained(model_dir, max_batch_size=max_batch), port=port, model_name="bench", max_batch_size=max_batch,
-          max_queue=256, max_tokens_cap=1024)
+    engine = Engine.from_pretrained(model_dir, max_batch_size=max_batch, compile=compile)
+    engine.warm_up()  # as `slm serve --compile` does (nothing to do without compile)
+    serve(engine, port=port, model_name="bench", max_batch_size=max_batch, max_queue=256, max_tokens_cap=1024)
 
 
 def run_clients(url: str, n_clients: int, requests: int, max_tokens: int, prompt_len: int) -> tuple[float, int]:
@@ -72,10 +73,11 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="torch threads in the server process")
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--compile", action="store_true", help="serve as `slm serve --compile` does")
     ap.add_argument("--serve", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve_process(args.serve[0], int(args.serve[1]), args.threads, args.max_batch)
+        serve_process(args.serve[0], int(args.serve[1]), args.threads, args.max_batch, args.compile)
         return
 
     import slm
@@ -90,10 +92,12 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--serve", model_dir, str(port), "--max-batch", str(args.max_batch)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.compile:
+            cmd += ["--compile"]
         server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 120
+            deadline = time.time() + (600 if args.compile else 120)
             while True:
                 try:
                     if httpx.get(url + "/health").status_code == 200:

@@ -7,7 +7,7 @@ from torch import nn
 
 from slm.errors import ConfigError, SlmError
 from slm.infer import Engine, SamplingParams
-from slm.infer.compiled import CompiledStep, RowDotLinear, bucket
+from slm.infer.compiled import CompiledStep, RowDotLinear, bucket, windows
 from slm.infer.quant import prepare_for_decoding
 from slm.models import Decoder
 
@@ -18,7 +18,8 @@ def test_row_dot_linear_is_the_linear_outside_a_compiled_graph():
     row = RowDotLinear.from_linear(linear)
     assert row.weight.data_ptr() == linear.weight.data_ptr()  # shares the weight (a tied LM head stays tied)
     x = torch.randn(3, 5, 24)
-    assert torch.equal(row(x), linear(x))
+    assert torch.allclose(row(x), linear(x), atol=1e-6)  # 15 rows: W times the rows
+    assert torch.allclose(row(x[:1, :1]), linear(x[:1, :1]), atol=1e-6)  # one row: F.linear
 
 
 def test_row_dot_linear_compiled_matches_for_one_row():
@@ -31,10 +32,12 @@ def test_row_dot_linear_compiled_matches_for_one_row():
         assert torch.allclose(compiled(x), linear(x), atol=1e-5)
 
 
-def test_bucket_rounds_cache_lengths_to_powers_of_two():
+def test_cache_windows_are_powers_of_two_up_to_the_context():
     assert [bucket(n, 1024) for n in (1, 64, 65, 200, 513, 1024)] == [64, 64, 128, 256, 1024, 1024]
     assert bucket(700, 600) == 600  # never beyond the model's context
     assert bucket(300, None) == 512
+    assert windows(96) == [64, 96]
+    assert windows(512) == [64, 128, 256, 512]
 
 
 @pytest.mark.parametrize("overrides", [dict(), dict(arch="phi", n_kv_heads=4, rotary_fraction=0.5)],
@@ -48,8 +51,10 @@ def test_compiled_engine_decodes_the_eager_tokens(make_config, overrides):
     eager = Engine(prepare_for_decoding(copy.deepcopy(model)))
     compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
     greedy = SamplingParams(max_tokens=20, ignore_eos=True)
-    for prompt in ([5, 6, 7], [9, 10, 11, 12, 13, 14, 15]):  # two prompts, one cache bucket: one graph
+    for prompt in ([5, 6, 7], [9, 10, 11, 12, 13, 14, 15]):
         assert compiled.generate([prompt], greedy)[0].token_ids == eager.generate([prompt], greedy)[0].token_ids
+    long = SamplingParams(max_tokens=80, ignore_eos=True)  # crosses from the 64-position window to the last (96)
+    assert compiled.generate([[5, 6, 7]], long)[0].token_ids == eager.generate([[5, 6, 7]], long)[0].token_ids
     sampled = SamplingParams(max_tokens=20, temperature=0.8, top_k=50, seed=3, ignore_eos=True)
     assert compiled.generate([[5, 6, 7]], sampled)[0].token_ids == eager.generate([[5, 6, 7]], sampled)[0].token_ids
     # Batches of several rows decode eagerly with the same weights and give the eager tokens too.
@@ -62,7 +67,7 @@ def test_compiled_step_writes_the_cache_like_an_eager_step(make_config):
     model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=2).eval(), compile=True)
     ids = torch.tensor([[3, 4, 5, 6]])
     with torch.inference_mode():
-        eager_cache, static_cache = model.new_cache(1, 64), model.new_cache(1, 64)
+        eager_cache, static_cache = model.new_cache(1, 96), model.new_cache(1, 96)  # read as a 64-position window
         model(ids, cache=eager_cache)
         model(ids, cache=static_cache)
         expected = model(torch.tensor([[7]]), cache=eager_cache)[:, -1]

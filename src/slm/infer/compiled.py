@@ -8,13 +8,15 @@ embedding, cache write, activation and residual adds into a few C++ loops, and t
 test machine those loops read a weight at 22-28 GB/s against MKL's 10-20 GB/s (docs/benchmarks.md).
 
 Shapes must not change from one step to the next, or every step would compile anew:
-  - the cache is the engine's own preallocated KVCache, read in full; its length is rounded up to a
-    power of two (`bucket`), so a handful of graphs serve every request;
+  - the engine allocates the KVCache for the model's whole context, and a step reads a window of it whose
+    length is the current length rounded up to a power of two (`bucket`): a handful of graphs (64, 128,
+    ... positions up to the context) serve every request, and attention costs what the window holds;
   - the position is a tensor, so the step writes its keys and values with index_copy_ and masks the
     positions after it, instead of slicing with a Python integer.
 Only one-row batches take this path (the engine decodes larger batches eagerly, where matrix products
-are efficient anyway). The first step of each cache length compiles, which takes seconds to tens of seconds;
-inductor's on-disk cache makes later runs start faster.
+are efficient anyway; RowDotLinear then multiplies W by the rows, which MKL does faster here than the rows
+by W's transpose). The first step in each window compiles, which takes seconds; `Engine.warm_up` compiles
+them all at once, and inductor's on-disk cache makes later processes start faster.
 """
 from __future__ import annotations
 
@@ -39,10 +41,15 @@ class RowDotLinear(nn.Linear):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() and x.shape[:-1].numel() == 1:
-            y = (x.reshape(1, self.in_features) * self.weight).sum(-1).view(*x.shape[:-1], self.out_features)
-            return y if self.bias is None else y + self.bias
-        return F.linear(x, self.weight, self.bias)
+        rows = x.shape[:-1].numel()
+        if torch.compiler.is_compiling() and rows == 1:
+            y = (x.reshape(1, self.in_features) * self.weight).sum(-1)
+        elif 1 < rows <= 64:
+            y = torch.mm(self.weight, x.reshape(rows, self.in_features).t()).t()
+        else:
+            return F.linear(x, self.weight, self.bias)
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
 
 
 class StaticKVCache:
@@ -66,6 +73,14 @@ def bucket(length: int, cap: int | None, smallest: int = 64) -> int:
     return min(size, cap) if cap else size
 
 
+def windows(context: int) -> list[int]:
+    """The window lengths a cache of `context` positions is read in, one compiled graph each."""
+    sizes = [bucket(1, context)]
+    while sizes[-1] < context:
+        sizes.append(bucket(sizes[-1] + 1, context))
+    return sizes
+
+
 class CompiledStep:
     """`step(token [1, 1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position."""
 
@@ -85,9 +100,10 @@ class CompiledStep:
         return logits[:, -1]
 
     def __call__(self, token: torch.Tensor, cache) -> torch.Tensor:
+        window = bucket(cache.length + 1, cache.k.shape[3])
         position = torch.tensor([cache.length], device=token.device)
         try:
-            logits = self._compiled(token.view(1, 1), position, cache.k, cache.v)
+            logits = self._compiled(token.view(1, 1), position, cache.k[:, :, :, :window], cache.v[:, :, :, :window])
         except Exception as error:  # mostly a missing toolchain: say so rather than show inductor's traceback
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise SlmError(f"compiling the decoding step failed ({type(error).__name__}: {first_line}). "

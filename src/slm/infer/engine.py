@@ -174,15 +174,18 @@ class Engine:
         return cls(model, tokenizer, compile=compile, **kwargs)
 
     @torch.inference_mode()
-    def warm_up(self, cache_len: int | None = None) -> None:
-        """With compile=True: compile the one-row decoding step now rather than in the first request, for a
-        cache of cache_len positions (default: the whole context, which is what a server's batches allocate)."""
-        if self.compiled_step is None:
+    def warm_up(self) -> None:
+        """With compile=True: compile the one-row decoding step for every cache window now (seconds each),
+        rather than during the first requests that reach each length."""
+        if self.compiled_step is None or not self.max_seq_len:
             return
-        from slm.infer.compiled import bucket
+        from slm.infer.compiled import windows
 
-        cache = self.model.new_cache(1, bucket(cache_len or self.max_seq_len or 64, self.max_seq_len))
-        self.compiled_step(torch.tensor([self.pad_token_id], device=self.device), cache)
+        cache = self.model.new_cache(1, self.max_seq_len)
+        token = torch.tensor([self.pad_token_id], device=self.device)
+        for window in windows(self.max_seq_len):
+            cache.length = window - 1  # a step at the window's last position reads exactly that window
+            self.compiled_step(token, cache)
 
     # ---- prompts ----
 
@@ -289,11 +292,8 @@ class Engine:
             budget = self.max_seq_len  # room for requests that join later
         cache_len = min(budget, self.max_seq_len) if self.max_seq_len else budget
         dev = self.device
-        allocate = cache_len
-        if self.compiled_step is not None:  # a few cache shapes, so a few compiled graphs, serve every request
-            from slm.infer.compiled import bucket
-
-            allocate = bucket(cache_len, self.max_seq_len)
+        # A compiled step reads windows of one cache shape, so a few graphs serve every request (slm.infer.compiled).
+        allocate = self.max_seq_len if self.compiled_step is not None else cache_len
         scores, cache, mask, last_position, padded = self._prefill(active, allocate)
         admit = admit if hasattr(cache, "add_rows") else None
         settings = BatchSettings.build([s.params for s in active], dev)
