@@ -228,3 +228,15 @@ def _greedy(n):
     from slm.infer import SamplingParams
 
     return SamplingParams(max_tokens=n)
+
+
+def test_serve_reports_a_port_it_cannot_bind(tiny_model, tokenizer):
+    from slm.errors import SlmError
+    from slm.infer.server import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SlmError, match=f"did not start on 127.0.0.1:{port}"):
+            serve(Engine(tiny_model, tokenizer), port=port)  # returns instead of decoding forever

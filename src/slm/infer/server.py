@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -106,14 +106,16 @@ class Scheduler:
         self.admitted = 0  # (tests and /health read them)
         self.largest_batch = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="slm-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="slm-scheduler", daemon=True)
 
     def start(self) -> None:
+        """Run the scheduler on a thread of its own (what an app started by create_app does)."""
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def submit(self, job: Job) -> None:
         try:
@@ -168,8 +170,9 @@ class Scheduler:
             return joined
         return admit
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Take batches and decode them until stop() (or until `until()` is true), on the calling thread."""
+        while not self._stop.is_set() and not (until and until()):
             jobs = self._take_batch()
             if not jobs:
                 continue
@@ -195,8 +198,9 @@ class Scheduler:
 # ---- the app ----
 
 def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16, max_queue: int = 64,
-               max_tokens_cap: int = 512) -> FastAPI:
-    """An app that owns a Scheduler for `engine` (started and stopped with the app's lifespan)."""
+               max_tokens_cap: int = 512, scheduler_thread: bool = True) -> FastAPI:
+    """An app that owns a Scheduler for `engine` (app.state.scheduler). With scheduler_thread, the app's
+    lifespan runs it on a thread of its own; otherwise the caller runs it (`serve` does, on the main thread)."""
     from contextlib import asynccontextmanager
 
     scheduler = Scheduler(engine, max_batch_size, max_queue)
@@ -205,7 +209,8 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
 
     @asynccontextmanager
     async def lifespan(app):
-        scheduler.start()
+        if scheduler_thread:
+            scheduler.start()
         yield
         scheduler.stop()
 
@@ -366,7 +371,25 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
 
 
 def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, **app_kwargs) -> None:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted.
+
+    HTTP runs on a background thread and the scheduler, which decodes, on this (the main) thread: on CPU,
+    torch.compile's kernels ran 1.6-2.8x slower on a second thread than on the main one (OpenMP gives each
+    thread its own team and shortens its spin-waits once there are more threads than cores;
+    docs/benchmarks.md), while HTTP handling does not care which thread it is on.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(engine, **app_kwargs), host=host, port=port, log_level="info")
+    app = create_app(engine, scheduler_thread=False, **app_kwargs)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    http = threading.Thread(target=server.run, name="slm-http", daemon=True)
+    http.start()
+    try:
+        app.state.scheduler.run(until=lambda: not http.is_alive())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.should_exit = True
+        http.join(timeout=10)
+    if not server.started:
+        raise SlmError(f"the HTTP server did not start on {host}:{port} (see the log above: is the port in use?)")
