@@ -12,9 +12,11 @@ Roofline = measured memory bandwidth / weight bytes read per token. Needs llama-
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,7 +24,8 @@ import torch
 import slm
 from slm.export import export_gguf
 from slm.export.parity import llamacpp_greedy, load_llamacpp, slm_greedy
-from slm.infer.quant import quantize_int8, weight_bytes
+from slm.infer import Engine, SamplingParams
+from slm.infer.quant import prepare_for_decoding, quantize_int8, weight_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decode import memory_bandwidth  # noqa: E402  (the same roofline denominator as the slm-vs-transformers table)
@@ -78,7 +81,13 @@ def main(argv=None) -> int:
         for name in args.presets:
             model = slm.models.Decoder(slm.preset(name)).init_weights(0).eval()
             int8 = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
+            # The compiled step (slm generate --compile): its graphs are compiled here, before the timings.
+            compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+            compiled.warm_up()
+            greedy = SamplingParams(ignore_eos=True)
             runs = [("slm fp32", lambda n, m=model: slm_greedy(m, prompt, n), weight_bytes(model)),
+                    ("slm fp32 compiled", lambda n, e=compiled: e.generate([prompt], replace(greedy, max_tokens=n)),
+                     weight_bytes(model)),
                     ("slm int8", lambda n, m=int8: slm_greedy(m, prompt, n), weight_bytes(int8))]
             for dtype in ("f32", "q8_0"):
                 path = export_gguf(model, tok, Path(tmp) / f"{name}-{dtype}.gguf", dtype=dtype)

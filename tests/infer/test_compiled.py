@@ -113,3 +113,13 @@ def test_warm_up_compiles_the_graph_a_served_request_uses(make_config):
     assert len(seq.output_ids) == 6
     assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled during the request
     Engine(model).warm_up()  # without compile: nothing to do
+
+
+def test_several_compiled_engines_in_one_process(make_config):
+    """Their graphs share one dynamo cache (the code of the step): more than its default 8 entries."""
+    prompt, params = [5, 6, 7], SamplingParams(max_tokens=4, ignore_eos=True)
+    for seed, context in enumerate((96, 200, 300)):  # 2 + 3 + 4 windows = 9 graphs
+        model = Decoder(make_config(300, max_seq_len=context)).init_weights(seed=seed).eval()
+        engine = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+        engine.warm_up()
+        assert engine.generate([prompt], params)[0].token_ids == Engine(model).generate([prompt], params)[0].token_ids

@@ -91,6 +91,9 @@ class CompiledStep:
             raise ConfigError(f"compiled decoding runs slm decoder models, not {type(model).__name__}: "
                               "decode this one without compile")
         self.model = model
+        # Dynamo keys its compiled graphs on the code of _step, which every CompiledStep shares: one graph per
+        # (model, window, batch of one), so a process with a few compiled engines needs more than the default 8.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False)
 
     def _step(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
