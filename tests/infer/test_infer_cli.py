@@ -62,6 +62,17 @@ def test_chat_streams_replies_and_keeps_history(model_dir, monkeypatch, capsys):
     assert out.count("assistant> ") == 2
 
 
+def test_chat_compiled_warms_up_and_replies_as_eager(model_dir, monkeypatch, capsys):
+    replies = []
+    for extra in ([], ["--compile"]):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("def main\n/exit\n"))
+        assert main(["chat", model_dir, "--max-tokens", "5", "--temperature", "0", *extra]) == 0
+        captured = capsys.readouterr()
+        replies.append(captured.out)
+    assert "compiling the decoding step" in captured.err
+    assert replies[0] == replies[1]
+
+
 @pytest.mark.slow
 def test_serve_answers_over_http(model_dir):
     with socket.socket() as s:

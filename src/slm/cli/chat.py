@@ -19,7 +19,7 @@ def run(args) -> int:
     from slm.cli.generate import load_engine, sampling_params
     from slm.errors import SlmError
 
-    engine = load_engine(args)
+    engine = load_engine(args, warm_up=True)
     tok = engine.tokenizer
     if not getattr(tok, "chat_template", None):
         raise SlmError(f"{args.model}'s tokenizer has no chat template")

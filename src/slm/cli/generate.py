@@ -29,7 +29,11 @@ def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 128) -> None
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
 
 
-def load_engine(args, **engine_kwargs):
+def load_engine(args, warm_up: bool = False, **engine_kwargs):
+    """The engine the options ask for. warm_up: with --compile, compile every decoding graph now (chat and
+    serve, which run long enough to reach them all, would otherwise stall the first time a length is reached)."""
+    import sys
+
     import torch
 
     from slm.infer import Engine
@@ -41,6 +45,9 @@ def load_engine(args, **engine_kwargs):
         from slm.errors import SlmError
 
         raise SlmError(f"{args.model} has no tokenizer files; text generation needs one")
+    if warm_up and args.compile:
+        print("compiling the decoding step (once per process)...", file=sys.stderr, flush=True)
+        engine.warm_up()
     return engine
 
 

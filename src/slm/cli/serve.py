@@ -23,12 +23,7 @@ def run(args) -> int:
     from slm.cli.generate import load_engine
     from slm.infer.server import serve
 
-    engine = load_engine(args, max_batch_size=args.max_batch_size)
-    if args.compile:
-        import sys
-
-        print("compiling the decoding step (once per process)...", file=sys.stderr, flush=True)
-        engine.warm_up()
+    engine = load_engine(args, warm_up=True, max_batch_size=args.max_batch_size)
     name = args.name or Path(args.model).resolve().name
     serve(engine, host=args.host, port=args.port, model_name=name, max_batch_size=args.max_batch_size,
           max_queue=args.max_queue, max_tokens_cap=args.max_tokens_cap)
