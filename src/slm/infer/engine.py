@@ -177,7 +177,7 @@ class Engine:
     def warm_up(self) -> None:
         """With compile=True: compile the one-row decoding step for every cache window now (seconds each),
         rather than during the first requests that reach each length."""
-        if self.compiled_step is None or not self.max_seq_len:
+        if self.compiled_step is None:
             return
         from slm.infer.compiled import windows
 
@@ -347,7 +347,7 @@ class Engine:
             last_position = last_position + 1
             if padded:
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            if self.compiled_step is not None and len(active) == 1 and not padded and hasattr(cache, "k"):
+            if self.compiled_step is not None and len(active) == 1 and not padded:
                 scores = self.compiled_step(tokens, cache)
             else:
                 scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
