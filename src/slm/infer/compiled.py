@@ -54,17 +54,36 @@ class RowDotLinear(nn.Linear):
 
 
 class StaticKVCache:
-    """A window of the engine's KVCache tensors as a compiled step sees it: writes at a position given as a
-    tensor, reads the whole window (positions after the current one are masked). It has no `length`: the
-    decoder then takes the positions it is given."""
+    """The engine's KVCache as a compiled step sees it: read-only. The new token attends to the cached positions
+    before it, read from the first `window` positions, and to its own keys and values; those are collected
+    in `new_k`, `new_v` and written into the cache after the step (CompiledStep). Writing them inside the
+    graph would make inductor copy each layer's window in and out around every step.
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, position: torch.Tensor):
-        self.k, self.v, self.position = k, v, position
+    It has no `length`: the decoder then takes the positions it is given.
+    """
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k[layer].index_copy_(2, self.position, k)
-        self.v[layer].index_copy_(2, self.position, v)
-        return self.k[layer], self.v[layer]
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, position: torch.Tensor, window: int):
+        self.k, self.v, self.window = k, v, window
+        self.past = (torch.arange(window, device=k.device) < position).view(1, 1, 1, window)
+        self.new_k: list[torch.Tensor] = []
+        self.new_v: list[torch.Tensor] = []
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q K^T / sqrt(d)) V over [cached positions, this token] for q [B, H, 1, D], k, v [B, KV, 1, D];
+        grouped-query heads share their KV head. Returns [B, 1, H * D]."""
+        self.new_k.append(k)
+        self.new_v.append(v)
+        B, H, _, D = q.shape
+        KV = k.shape[1]
+        q = q.reshape(B, KV, H // KV, D) * D ** -0.5
+        cached_k = self.k[layer, :, :, :self.window]  # [B, KV, W, D]
+        cached_v = self.v[layer, :, :, :self.window]
+        scores = (q @ cached_k.transpose(-1, -2)).masked_fill(~self.past, float("-inf"))  # [B, KV, rep, W]
+        own = (q * k).sum(-1, keepdim=True)  # [B, KV, rep, 1]
+        top = torch.maximum(scores.amax(-1, keepdim=True), own)
+        weights, own_weight = torch.exp(scores - top), torch.exp(own - top)
+        out = (weights @ cached_v + own_weight * v) / (weights.sum(-1, keepdim=True) + own_weight)
+        return out.reshape(B, 1, H * D)
 
 
 def bucket(length: int, cap: int | None, smallest: int = 64) -> int:
@@ -99,21 +118,24 @@ class CompiledStep:
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False)
 
-    def _step(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        mask = (torch.arange(k.shape[3], device=k.device) <= position).view(1, 1, 1, -1)
-        logits = self.model(token, position_ids=position.view(1, 1), attention_mask=mask,
-                            cache=StaticKVCache(k, v, position), logits_to_keep=1)
-        return logits[:, -1]
+    def _step(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits [1, vocab], the token's keys and values [layers, 1, KV, 1, D])."""
+        cache = StaticKVCache(k, v, position, window)
+        logits = self.model(token, position_ids=position.view(1, 1), cache=cache, logits_to_keep=1)
+        return logits[:, -1], torch.stack(cache.new_k), torch.stack(cache.new_v)
 
     def __call__(self, token: torch.Tensor, cache) -> torch.Tensor:
         window = bucket(cache.length + 1, cache.k.shape[3])
         position = torch.tensor([cache.length], device=token.device)
         try:
-            logits = self._compiled(token.view(1, 1), position, cache.k[:, :, :, :window], cache.v[:, :, :, :window])
+            logits, new_k, new_v = self._compiled(token.view(1, 1), position, cache.k, cache.v, window)
         except Exception as error:  # mostly a missing toolchain: say so rather than show inductor's traceback
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise SlmError(f"compiling the decoding step failed ({type(error).__name__}: {first_line}). "
                            "torch.compile needs a working C++ compiler on CPU (or Triton on CUDA); decode "
                            "without compile instead") from error
+        cache.k[:, :, :, cache.length:cache.length + 1] = new_k
+        cache.v[:, :, :, cache.length:cache.length + 1] = new_v
         cache.advance(1)
         return logits

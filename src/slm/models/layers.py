@@ -141,6 +141,8 @@ class Attention(nn.Module):
             q = apply_rope(self.q_proj(x).view(B, T, H, D).transpose(1, 2), cos, sin)
             k = apply_rope(self.k_proj(x).view(B, T, KV, D).transpose(1, 2), cos, sin)
             v = self.v_proj(x).view(B, T, KV, D).transpose(1, 2)
+        if getattr(cache, "attend", None) is not None:  # a cache that computes attention itself (slm.infer.compiled)
+            return self.o_proj(cache.attend(layer, q, k, v))
         if cache is not None:
             k, v = cache.update(layer, k, v)
         rep = H // KV
