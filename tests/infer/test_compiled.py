@@ -123,3 +123,22 @@ def test_several_compiled_engines_in_one_process(make_config):
         engine = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
         engine.warm_up()
         assert engine.generate([prompt], params)[0].token_ids == Engine(model).generate([prompt], params)[0].token_ids
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (4, 4)])
+def test_read_only_cache_attention_matches_sdpa_over_the_written_cache(heads, kv_heads):
+    from slm.infer.compiled import StaticKVCache
+
+    torch.manual_seed(0)
+    D, context, position, window = 16, 128, 37, 64
+    k_cache, v_cache = torch.randn(2, 1, kv_heads, context, D), torch.randn(2, 1, kv_heads, context, D)
+    q, k, v = torch.randn(1, heads, 1, D), torch.randn(1, kv_heads, 1, D), torch.randn(1, kv_heads, 1, D)
+    before = k_cache.clone(), v_cache.clone()
+    got = StaticKVCache(k_cache, v_cache, torch.tensor([position]), window).attend(1, q, k, v)
+    assert torch.equal(k_cache, before[0]) and torch.equal(v_cache, before[1])  # read only: the engine writes
+    keys, values = k_cache[1].clone(), v_cache[1].clone()
+    keys[:, :, position], values[:, :, position] = k[:, :, 0], v[:, :, 0]
+    rep = heads // kv_heads
+    keys, values = keys[:, :, :position + 1].repeat_interleave(rep, 1), values[:, :, :position + 1].repeat_interleave(rep, 1)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, keys, values).reshape(1, 1, heads * D)
+    assert torch.allclose(got, expected, atol=1e-5)

@@ -11,8 +11,9 @@ Shapes must not change from one step to the next, or every step would compile an
   - the engine allocates the KVCache for the model's whole context, and a step reads a window of it whose
     length is the current length rounded up to a power of two (`bucket`): a handful of graphs (64, 128,
     ... positions up to the context) serve every request, and attention costs what the window holds;
-  - the position is a tensor, so the step writes its keys and values with index_copy_ and masks the
-    positions after it, instead of slicing with a Python integer.
+  - the position is a tensor, and the graph only reads the cache: the new token attends to the cached
+    positions before it and to itself (StaticKVCache.attend), and the engine writes its keys and values into
+    the cache after the step. (Written inside the graph, inductor copied each layer's window in and out.)
 Only one-row batches take this path (the engine decodes larger batches eagerly, where matrix products
 are efficient anyway; RowDotLinear then multiplies W by the rows, which MKL does faster here than the rows
 by W's transpose). The first step in each window compiles, which takes seconds; `Engine.warm_up` compiles
