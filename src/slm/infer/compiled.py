@@ -3,7 +3,7 @@
 Eager decoding of a small model spends its time in two places: dozens of small operators per layer, each
 with its own dispatch, and matrix-vector products that MKL streams from memory well below the machine's
 bandwidth. Compiling the whole decoding step addresses both. Inductor fuses each layer's norms, rotary
-embedding, cache write, activation and residual adds into a few C++ loops, and the products of
+embedding, attention arithmetic, activation and residual adds into a few C++ loops, and the products of
 `RowDotLinear` (below) become vectorised multiply-and-sum loops over the [out, in] weight. On the 2-vCPU
 test machine those loops read a weight at 22-28 GB/s against MKL's 10-20 GB/s (docs/benchmarks.md).
 

@@ -149,7 +149,7 @@ class Decoder(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
         # Default positions end at past + T - 1, so only given ones need the max() check, which would break a
-        # compiled graph: compiled decoding (slm.infer.compiled) checks its positions before it calls in.
+        # compiled graph: compiled decoding (slm.infer.compiled) steps only within the engine's checked cache.
         if past + T > self.config.max_seq_len or (given_positions and position_ids.numel()
                                                   and not torch.compiler.is_compiling()
                                                   and int(position_ids.max()) >= self.config.max_seq_len):
