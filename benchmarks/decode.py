@@ -7,7 +7,8 @@
 Decode speed is measured as a difference: time(prompt + N new tokens) - time(prompt + 1 new token), so the
 prefill is not counted, for both engines (greedy, no EOS). The roofline is the speed at which one token's
 weight bytes (every linear and norm weight; the embedding table only as the tied LM head) can be read at the
-memory bandwidth measured here by summing a large tensor. The int8 row also reports the perplexity change on
+memory bandwidth measured here by summing a large random tensor, before and after the rows (the higher
+reading counts in the final summary). The int8 row also reports the perplexity change on
 stdlib text when a checkpoint directory is given in --presets (random weights for a preset name: random
 token ids then, and only the change means anything).
 The llama.cpp column lives in benchmarks/decode_llamacpp.py (the GGUF export's benchmark).
@@ -31,7 +32,7 @@ from slm.models import Decoder, preset
 
 def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
     """Bytes/s reading a large fp32 tensor (best of a few sums): what batch-1 decoding is bound by."""
-    x = torch.ones(int(gib * 2**30 / 4))
+    x = torch.rand(int(gib * 2**30 / 4))  # distinct pages: a constant tensor's pages can be merged by the host
     x.sum()
     best = float("inf")
     for _ in range(repeats):
@@ -139,7 +140,7 @@ def main() -> None:
     if args.only_speculative:
         speculative(load_or_init("micro")[0], load_or_init("nano")[0], prompt, args.tokens)
         return
-    models = {}
+    models, rows = {}, []
     for name in args.presets:
         model, tok, kind = load_or_init(name)
         name = Path(name).name[:7] if kind == "checkpoint" else name
@@ -173,6 +174,15 @@ def main() -> None:
             hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label.startswith("fp32")) else f"{'n/a':>9} {'':>7}"
             print(f"{name:7} {label:9} {wb / 1e6:9.1f} {tps:10.1f} {hf_col} {roof:9.1f} {tps / roof:8.0%} "
                   f"{ppl_text:>10}  [{kind} weights]", flush=True)
+            rows.append((name, label, tps, wb))
+    # The probe swings from run to run on a shared host (27-52 GB/s here); the higher of a reading before and
+    # one after the rows keeps a slow moment at the start from inflating "% of roofline".
+    after = memory_bandwidth()
+    peak = max(bandwidth, after)
+    print(f"\nmemory bandwidth after the rows: {after / 1e9:.1f} GB/s; % of roofline at the higher probe "
+          f"({peak / 1e9:.1f} GB/s):")
+    for name, label, tps, wb in rows:
+        print(f"{name:7} {label:9} {tps:10.1f} tok/s {tps * wb / 1e9:6.1f} GB/s {tps / (peak / wb):6.0%}")
     if args.speculative and {"nano", "micro"} <= set(models):
         speculative(models["micro"], models["nano"], prompt, args.tokens)
 
