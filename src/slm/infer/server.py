@@ -4,7 +4,8 @@
     POST /v1/chat/completions   messages, rendered with the tokenizer's chat template (ChatML); streaming too
     GET  /v1/models, GET /health
 
-Batching: requests go into a bounded queue (full -> 429). One scheduler thread takes up to max_batch_size
+Batching: requests go into a bounded queue (full -> 429). One scheduler (on a thread of its own in an app
+from `create_app`; on the main thread under `serve`, which answers HTTP on another) takes up to max_batch_size
 waiting requests at once and runs them through `Engine.steps` as one batch: prompts are prefilled together
 and decoded in lock-step; a finished, failed or cancelled row leaves the batch at once, and requests that
 arrive meanwhile join the running batch between two steps when there is a free row and room in its cache

@@ -144,7 +144,7 @@ class Decoder(nn.Module):
         """
         B, T = input_ids.shape
         # A cache without `length` (slm.infer.compiled.StaticKVCache) comes with explicit positions.
-        past = getattr(cache, "length", 0) if cache is not None else 0
+        past = getattr(cache, "length", 0)
         given_positions = position_ids is not None
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
