@@ -95,28 +95,44 @@ def test_a_failing_compilation_is_reported_with_the_way_out(make_config, monkeyp
     def broken(*args):
         raise RuntimeError("InductorError: CppCompileError: C++ compile error\nlots of detail")
 
-    monkeypatch.setattr(engine.compiled_step, "_compiled", broken)
+    monkeypatch.setattr(torch._inductor, "standalone_compile", broken)
     with pytest.raises(SlmError, match="C\\+\\+ compiler.*without compile"):
         engine.generate([[5, 6, 7]], SamplingParams(max_tokens=4, ignore_eos=True))
 
 
-def test_warm_up_compiles_the_graph_a_served_request_uses(make_config):
-    from torch._dynamo.utils import counters
-
+def test_warm_up_compiles_the_graph_a_served_request_uses(make_config, monkeypatch):
     model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=1).eval(), compile=True)
     engine = Engine(model, compile=True)
     engine.warm_up()
-    graphs = counters["stats"]["unique_graphs"]
+    assert [key[0] for key in engine.compiled_step.graphs] == windows(model.config.max_seq_len)
+
+    def no_compiling(*args):
+        raise AssertionError("compiled during a request")
+
+    monkeypatch.setattr(engine.compiled_step, "_compile", no_compiling)
     seq = engine.new_sequence([5, 6, 7], SamplingParams(max_tokens=6, ignore_eos=True))
     for _ in engine.steps([seq], admit=lambda free, max_prompt_len, max_new_tokens: []):  # as the server runs it
         pass
     assert len(seq.output_ids) == 6
-    assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled during the request
     Engine(model).warm_up()  # without compile: nothing to do
 
 
+def test_compiled_step_reads_the_current_weights(make_config):
+    """The weights are inputs of the graph, not constants baked into it: a change after compiling counts."""
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=4).eval(), compile=True)
+    step = CompiledStep(model)
+    with torch.inference_mode():
+        before = step(torch.tensor([7]), model.new_cache(1, 96))
+        model.layers[0].mlp.down_proj.weight.mul_(3.0)
+        after = step(torch.tensor([7]), model.new_cache(1, 96))
+        expected = model(torch.tensor([[7]]), cache=model.new_cache(1, 96))[:, -1]
+    assert len(step.graphs) == 1
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.allclose(after, expected, atol=1e-5)
+
+
 def test_several_compiled_engines_in_one_process(make_config):
-    """Their graphs share one dynamo cache (the code of the step): more than its default 8 entries."""
+    """Each engine keeps its own graphs; nine in one process decode as their eager models do."""
     prompt, params = [5, 6, 7], SamplingParams(max_tokens=4, ignore_eos=True)
     for seed, context in enumerate((96, 200, 300)):  # 2 + 3 + 4 windows = 9 graphs
         model = Decoder(make_config(300, max_seq_len=context)).init_weights(seed=seed).eval()

@@ -1,8 +1,9 @@
-"""Compiled batch-1 decoding: one torch.compile (inductor) graph per decoded token.
+"""Compiled batch-1 decoding: one inductor graph per decoded token.
 
 Eager decoding of a small model spends its time in two places: dozens of small operators per layer, each
 with its own dispatch, and matrix-vector products that MKL streams from memory well below the machine's
-bandwidth. Compiling the whole decoding step addresses both. Inductor fuses each layer's norms, rotary
+bandwidth. Compiling the whole decoding step (torch.export, then inductor with a C++ wrapper, called
+without dynamo: CompiledStep) addresses both. Inductor fuses each layer's norms, rotary
 embedding, attention arithmetic, activation and residual adds into a few C++ loops, and the products of
 `RowDotLinear` (below) become vectorised multiply-and-sum loops over the [out, in] weight. On the 2-vCPU
 test machine those loops read a weight at 22-28 GB/s against MKL's 10-20 GB/s (docs/benchmarks.md).
@@ -21,9 +22,12 @@ them all at once, and inductor's on-disk cache makes later processes start faste
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.export.graph_signature import InputKind
 
 from slm.errors import ConfigError, SlmError
 
@@ -104,8 +108,29 @@ def windows(context: int) -> list[int]:
     return sizes
 
 
+class _DecodingStep(nn.Module):
+    """The graph's function: (token [1, 1], position [1], cache keys, cache values) -> (logits [1, vocab], the
+    token's keys and values [layers, 1, KV, 1, D]), reading `window` cached positions."""
+
+    def __init__(self, model: nn.Module, window: int):
+        super().__init__()
+        self.model, self.window = model, window
+
+    def forward(self, token, position, k, v):
+        cache = StaticKVCache(k, v, position, self.window)
+        logits = self.model(token, position_ids=position.view(1, 1), cache=cache, logits_to_keep=1)
+        return logits[:, -1], torch.stack(cache.new_k), torch.stack(cache.new_v)
+
+
 class CompiledStep:
-    """`step(token [1, 1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position."""
+    """`step(token [1, 1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position.
+
+    Each graph is exported (torch.export) and compiled by inductor on its own (standalone_compile), and the
+    step calls it directly with the model's weights and the cache: no dynamo frame evaluation or guard checks
+    per token, which cost a micro model's step 0.6-1 ms of its 4-6 (docs/benchmarks.md). The graphs are this
+    step's own, keyed by what they were specialised on (window, cache shape, dtype, device); the weights are
+    graph inputs, so the graph computes with the model's current values.
+    """
 
     def __init__(self, model: nn.Module):
         from slm.models import Decoder
@@ -114,29 +139,36 @@ class CompiledStep:
             raise ConfigError(f"compiled decoding runs slm decoder models, not {type(model).__name__}: "
                               "decode this one without compile")
         self.model = model
-        # Dynamo keys its compiled graphs on the code of _step, which every CompiledStep shares: one graph per
-        # (model, window, batch of one), so a process with a few compiled engines needs more than the default 8.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False)
-
-    def _step(self, token: torch.Tensor, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-              window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits [1, vocab], the token's keys and values [layers, 1, KV, 1, D])."""
-        cache = StaticKVCache(k, v, position, window)
-        logits = self.model(token, position_ids=position.view(1, 1), cache=cache, logits_to_keep=1)
-        return logits[:, -1], torch.stack(cache.new_k), torch.stack(cache.new_v)
+        self.graphs: dict[tuple, Callable] = {}
 
     def __call__(self, token: torch.Tensor, cache) -> torch.Tensor:
         window = bucket(cache.length + 1, cache.k.shape[3])
-        position = torch.tensor([cache.length], device=token.device)
+        inputs = (token.view(1, 1), torch.tensor([cache.length], device=token.device), cache.k, cache.v)
+        key = (window, tuple(cache.k.shape), cache.k.dtype, cache.k.device)
+        if key not in self.graphs:
+            self.graphs[key] = self._compile(window, inputs)
+        logits, new_k, new_v = self.graphs[key](*inputs)
+        cache.k[:, :, :, cache.length:cache.length + 1] = new_k
+        cache.v[:, :, :, cache.length:cache.length + 1] = new_v
+        cache.advance(1)
+        return logits
+
+    def _compile(self, window: int, inputs: tuple) -> Callable:
+        """The compiled step for this window, as a function of the step's four inputs."""
+        step = _DecodingStep(self.model, window)
         try:
-            logits, new_k, new_v = self._compiled(token.view(1, 1), position, cache.k, cache.v, window)
+            with torch.inference_mode(False), torch.no_grad(), torch._inductor.config.patch(cpp_wrapper=True):
+                program = torch.export.export(step, inputs, strict=False)
+                # The graph takes the weights and buffers first (in the program's order), then the inputs.
+                tensors = [step.get_parameter(spec.target) if spec.kind == InputKind.PARAMETER
+                           else step.get_buffer(spec.target) if spec.kind == InputKind.BUFFER
+                           else program.constants[spec.target]
+                           for spec in program.graph_signature.input_specs if spec.kind != InputKind.USER_INPUT]
+                compiled = torch._inductor.standalone_compile(program.graph_module, [*tensors, *inputs],
+                                                              dynamic_shapes="from_example_inputs")
         except Exception as error:  # mostly a missing toolchain: say so rather than show inductor's traceback
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise SlmError(f"compiling the decoding step failed ({type(error).__name__}: {first_line}). "
                            "torch.compile needs a working C++ compiler on CPU (or Triton on CUDA); decode "
                            "without compile instead") from error
-        cache.k[:, :, :, cache.length:cache.length + 1] = new_k
-        cache.v[:, :, :, cache.length:cache.length + 1] = new_v
-        cache.advance(1)
-        return logits
+        return lambda *step_inputs: compiled(*tensors, *step_inputs)
