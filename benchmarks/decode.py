@@ -7,8 +7,9 @@
 Decode speed is measured as a difference: time(prompt + N new tokens) - time(prompt + 1 new token), so the
 prefill is not counted, for both engines (greedy, no EOS). The roofline is the speed at which one token's
 weight bytes (every linear and norm weight; the embedding table only as the tied LM head) can be read at the
-memory bandwidth measured here by summing a large random tensor, before and after the rows (the higher
-reading counts in the final summary). The int8 row also reports the perplexity change on
+memory bandwidth measured here by summing a large random tensor: each row against the higher of two probes
+taken just before and just after it, the final summary against the higher of probes before and after all
+rows. The int8 row also reports the perplexity change on
 stdlib text when a checkpoint directory is given in --presets (random weights for a preset name: random
 token ids then, and only the change means anything).
 The llama.cpp column lives in benchmarks/decode_llamacpp.py (the GGUF export's benchmark).
@@ -160,14 +161,19 @@ def main() -> None:
                       f"(eager generate {hf_tps:.1f})", flush=True)
             del hf
         # fp32: the checkpoint as loaded; fp32-fast and int8: the layout slm decodes with (Engine.from_pretrained).
-        # fp32-comp: the compiled decoding step (Engine(compile=True), `slm generate --compile`).
+        # -comp: the compiled decoding step (Engine(compile=True), `slm generate --compile [--int8]`).
         variants = (("fp32", model), ("fp32-fast", prepare_for_decoding(copy.deepcopy(model))),
                     ("fp32-comp", prepare_for_decoding(copy.deepcopy(model), compile=True)),
-                    ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True)))
+                    ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True)),
+                    ("int8-comp", prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True)))
         for label, m in variants:
-            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats, compile=label == "fp32-comp")
+            # The host's bandwidth drifts within a run: each row's roofline uses the higher of two probes taken
+            # just before and just after its timings.
+            near = memory_bandwidth()
+            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats, compile=label.endswith("-comp"))
+            near = max(near, memory_bandwidth())
             wb = weight_bytes(m)
-            roof = bandwidth / wb
+            roof = near / wb
             ppl = perplexity(m, ids)
             ppl_text = f"{ppl:.2f}" if label == "fp32" else f"{ppl:.2f} ({(ppl / ppl_fp32 - 1) * 100:+.2f}%)"
             hf_col = f"{hf_tps:9.1f} {tps / hf_tps:7.2f}" if (hf_tps and label.startswith("fp32")) else f"{'n/a':>9} {'':>7}"

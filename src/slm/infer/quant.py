@@ -5,7 +5,8 @@ The matmul reads int8 weights (a quarter of fp32's bytes, which is what batch-1 
 PyTorch's int8-weight kernel (aten._weight_int8pack_mm). On CPU that kernel is fast only with bf16
 activations (its fp32 path is several times slower than an fp32 matmul), so activations are rounded to bf16
 for the product and the result is returned in the input dtype; the perplexity change reported by
-benchmarks/decode.py includes that rounding.
+benchmarks/decode.py includes that rounding. Compiled one-row decoding (Engine(compile=True)) instead
+computes in fp32 on the int8 weights and their scales, with no rounding of the activations.
 
 The embedding table stays in floating point (a lookup reads one row per token, so it costs no bandwidth);
 the LM head is quantized unless include_lm_head=False. With tied embeddings the quantized head becomes its
@@ -46,7 +47,11 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
-        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+        if torch.compiler.is_compiling() and x2.shape[0] == 1:
+            # Compiled one-row decoding (slm.infer.compiled): a multiply-and-sum over the int8 rows, which
+            # inductor emits as one loop converting a quarter of fp32's bytes as it reads them.
+            y = ((x2.float() * self.weight_int8.float()).sum(-1) * self.scale).to(x.dtype)
+        elif x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
             y = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16).contiguous(), self.weight_int8,
                                                    self.scale_bf16).to(x.dtype)
         else:  # other devices / dtypes: convert the int8 weight on the fly (correct, not the fast path)
@@ -142,14 +147,10 @@ def fuse_projections(model: nn.Module) -> nn.Module:
 
 def prepare_for_decoding(model: nn.Module, int8: bool = False, input_major: bool | None = None,
                          compile: bool = False) -> nn.Module:
-    """The inference layout (in place): fused projections, then int8 weights, or for compiled decoding
-    RowDotLinear float weights (slm.infer.compiled), or else (by default on CPU) input-major float weights.
-    What Engine.from_pretrained, and so slm generate/chat/serve, decode with."""
+    """The inference layout (in place): fused projections, then int8 weights (eager or compiled), or for
+    compiled decoding RowDotLinear float weights (slm.infer.compiled), or else (by default on CPU) input-major
+    float weights. What Engine.from_pretrained, and so slm generate/chat/serve, decode with."""
     fuse_projections(model)
-    if int8 and compile:
-        from slm.errors import ConfigError
-
-        raise ConfigError("compiled decoding runs float weights: choose int8 or compile, not both")
     if int8:
         return quantize_int8(model)
     if compile:
