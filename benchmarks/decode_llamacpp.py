@@ -83,7 +83,8 @@ def main(argv=None) -> int:
             int8 = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
             # The compiled step (slm generate --compile): its graphs are compiled here, before the timings.
             compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
-            compiled_int8 = Engine(prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True), compile=True)
+            compiled_int8 = Engine(prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True),
+                                   compile=True)
             compiled.warm_up()
             compiled_int8.warm_up()
             greedy = SamplingParams(ignore_eos=True)
@@ -91,8 +92,8 @@ def main(argv=None) -> int:
                     ("slm fp32 compiled", lambda n, e=compiled: e.generate([prompt], replace(greedy, max_tokens=n)),
                      weight_bytes(model)),
                     ("slm int8", lambda n, m=int8: slm_greedy(m, prompt, n), weight_bytes(int8)),
-                    ("slm int8 compiled", lambda n, e=compiled_int8: e.generate([prompt], replace(greedy, max_tokens=n)),
-                     weight_bytes(int8))]
+                    ("slm int8 compiled",
+                     lambda n, e=compiled_int8: e.generate([prompt], replace(greedy, max_tokens=n)), weight_bytes(int8))]
             for dtype in ("f32", "q8_0"):
                 path = export_gguf(model, tok, Path(tmp) / f"{name}-{dtype}.gguf", dtype=dtype)
                 llm = load_llamacpp(path, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)

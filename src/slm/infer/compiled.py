@@ -156,8 +156,10 @@ class CompiledStep:
     def _compile(self, window: int, inputs: tuple) -> Callable:
         """The compiled step for this window, as a function of the step's four inputs."""
         step = _DecodingStep(self.model, window)
+        # The C++ wrapper saves about 3% of a CPU step (measured); the GPU path keeps inductor's default.
+        cpp_wrapper = inputs[0].device.type == "cpu"
         try:
-            with torch.inference_mode(False), torch.no_grad(), torch._inductor.config.patch(cpp_wrapper=True):
+            with torch.inference_mode(False), torch.no_grad(), torch._inductor.config.patch(cpp_wrapper=cpp_wrapper):
                 program = torch.export.export(step, inputs, strict=False)
                 # The graph takes the weights and buffers first (in the program's order), then the inputs.
                 tensors = [step.get_parameter(spec.target) if spec.kind == InputKind.PARAMETER
