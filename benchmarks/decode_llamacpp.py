@@ -93,7 +93,8 @@ def main(argv=None) -> int:
                      weight_bytes(model)),
                     ("slm int8", lambda n, m=int8: slm_greedy(m, prompt, n), weight_bytes(int8)),
                     ("slm int8 compiled",
-                     lambda n, e=compiled_int8: e.generate([prompt], replace(greedy, max_tokens=n)), weight_bytes(int8))]
+                     lambda n, e=compiled_int8: e.generate([prompt], replace(greedy, max_tokens=n)),
+                     weight_bytes(int8))]
             for dtype in ("f32", "q8_0"):
                 path = export_gguf(model, tok, Path(tmp) / f"{name}-{dtype}.gguf", dtype=dtype)
                 llm = load_llamacpp(path, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)
