@@ -13,8 +13,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="quantize every linear weight, the LM head included, to int8 per output channel at load "
                         "(the embedding table stays float)")
     p.add_argument("--compile", action="store_true",
-                   help="decode one-row batches through a compiled graph (torch.compile: faster per token after a "
-                        "first step that compiles for seconds; needs a C++ compiler on CPU)")
+                   help="decode one-row batches through compiled graphs (torch.export + inductor: faster per "
+                        "token, after compiling for seconds, a minute or more the first time on CPU; needs a C++ "
+                        "compiler on CPU; combines with --int8)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
@@ -32,8 +33,6 @@ def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int = 128) -> None
 def load_engine(args, warm_up: bool = False, **engine_kwargs):
     """The engine the options ask for. warm_up: with --compile, compile every decoding graph now (chat and
     serve, which run long enough to reach them all, would otherwise stall the first time a length is reached)."""
-    import sys
-
     import torch
 
     from slm.infer import Engine
@@ -46,8 +45,7 @@ def load_engine(args, warm_up: bool = False, **engine_kwargs):
 
         raise SlmError(f"{args.model} has no tokenizer files; text generation needs one")
     if warm_up and args.compile:
-        print("compiling the decoding step (once per process)...", file=sys.stderr, flush=True)
-        engine.warm_up()
+        engine.warm_up(progress=True)
     return engine
 
 

@@ -174,16 +174,20 @@ class Engine:
         return cls(model, tokenizer, compile=compile, **kwargs)
 
     @torch.inference_mode()
-    def warm_up(self) -> None:
-        """With compile=True: compile the one-row decoding step for every cache window now (seconds each),
-        rather than during the first requests that reach each length."""
+    def warm_up(self, progress: bool = False) -> None:
+        """With compile=True: compile the one-row decoding step for every cache window now (seconds each, and
+        more the first time, before inductor's on-disk cache holds them), rather than during the first
+        requests that reach each length. progress: a bar on stderr, one step per window."""
         if self.compiled_step is None:
             return
+        from tqdm.auto import tqdm
+
         from slm.infer.compiled import windows
 
         cache = self.model.new_cache(1, self.max_seq_len)
         token = torch.tensor([self.pad_token_id], device=self.device)
-        for window in windows(self.max_seq_len):
+        for window in tqdm(windows(self.max_seq_len), desc="compiling decoding steps", unit="window",
+                           disable=not progress, dynamic_ncols=True):
             cache.length = window - 1  # a step at the window's last position reads exactly that window
             self.compiled_step(token, cache)
 
