@@ -379,11 +379,19 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, **app_kwarg
     thread its own team and shortens its spin-waits once there are more threads than cores;
     docs/benchmarks.md), while HTTP handling does not care which thread it is on.
     """
+    import socket
+
     import uvicorn
 
+    # Bound here, so that a port in use is one clear error before anything starts.
+    try:
+        listening = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as error:
+        raise SlmError(f"cannot listen on {host}:{port}: {error.strerror or error} (is another server using the "
+                       "port? choose another with --port)") from error
     app = create_app(engine, scheduler_thread=False, **app_kwargs)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
-    http = threading.Thread(target=server.run, name="slm-http", daemon=True)
+    http = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="slm-http", daemon=True)
     http.start()
     try:
         app.state.scheduler.run(until=lambda: not http.is_alive())
