@@ -383,13 +383,13 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, **app_kwarg
 
     import uvicorn
 
-    # Bound here, so that a port in use is one clear error before anything starts.
+    app = create_app(engine, scheduler_thread=False, **app_kwargs)
+    # Bound here, so that a port in use is one clear error before uvicorn starts.
     try:
         listening = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as error:
         raise SlmError(f"cannot listen on {host}:{port}: {error.strerror or error} (is another server using the "
                        "port? choose another with --port)") from error
-    app = create_app(engine, scheduler_thread=False, **app_kwargs)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     http = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="slm-http", daemon=True)
     http.start()
