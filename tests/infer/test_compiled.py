@@ -71,9 +71,11 @@ def test_compiled_step_writes_the_cache_like_an_eager_step(make_config):
         model(ids, cache=eager_cache)
         model(ids, cache=static_cache)
         expected = model(torch.tensor([[7]]), cache=eager_cache)[:, -1]
-        got = CompiledStep(model)(torch.tensor([7]), static_cache)
+        step = CompiledStep(model)
+        got = step(torch.tensor([7]), static_cache)
     assert static_cache.length == eager_cache.length == 5
     assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(step.argmax, got.argmax(-1))  # the greedy token, computed in the graph
     assert torch.allclose(static_cache.k[:, :, :, :5], eager_cache.k[:, :, :, :5], atol=1e-6)
     assert torch.allclose(static_cache.v[:, :, :, :5], eager_cache.v[:, :, :, :5], atol=1e-6)
 

@@ -109,8 +109,10 @@ def windows(context: int) -> list[int]:
 
 
 class _DecodingStep(nn.Module):
-    """The graph's function: (token [1, 1], position [1], cache keys, cache values) -> (logits [1, vocab], the
-    token's keys and values [layers, 1, KV, 1, D]), reading `window` cached positions."""
+    """The graph's function: (token [1, 1], position [1], cache keys, cache values) -> (logits [1, vocab], their
+    argmax [1], the next position [1], the token's keys and values [layers, 1, KV, 1, D]), reading `window`
+    cached positions. The argmax and the next position are computed here because each small op outside the
+    graph costs tens of µs per token (docs/benchmarks.md)."""
 
     def __init__(self, model: nn.Module, window: int):
         super().__init__()
@@ -118,12 +120,13 @@ class _DecodingStep(nn.Module):
 
     def forward(self, token, position, k, v):
         cache = StaticKVCache(k, v, position, self.window)
-        logits = self.model(token, position_ids=position.view(1, 1), cache=cache, logits_to_keep=1)
-        return logits[:, -1], torch.stack(cache.new_k), torch.stack(cache.new_v)
+        logits = self.model(token, position_ids=position.view(1, 1), cache=cache, logits_to_keep=1)[:, -1]
+        return logits, logits.argmax(-1), position + 1, torch.stack(cache.new_k), torch.stack(cache.new_v)
 
 
 class CompiledStep:
-    """`step(token [1, 1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position.
+    """`step(token [1, 1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position; the
+    logits' argmax (the greedy token) is left in `step.argmax`.
 
     Each graph is exported (torch.export) and compiled by inductor on its own (standalone_compile), and the
     step calls it directly with the model's weights and the cache: no dynamo frame evaluation or guard checks
@@ -140,17 +143,22 @@ class CompiledStep:
                               "decode this one without compile")
         self.model = model
         self.graphs: dict[tuple, Callable] = {}
+        self.argmax: torch.Tensor | None = None
+        self._next_length, self._next_position = -1, None  # the last step's next position, as a tensor
 
     def __call__(self, token: torch.Tensor, cache) -> torch.Tensor:
         window = bucket(cache.length + 1, cache.k.shape[3])
-        inputs = (token.view(1, 1), torch.tensor([cache.length], device=token.device), cache.k, cache.v)
+        position = (self._next_position if cache.length == self._next_length
+                    else torch.tensor([cache.length], device=token.device))
+        inputs = (token.view(1, 1), position, cache.k, cache.v)
         key = (window, tuple(cache.k.shape), cache.k.dtype, cache.k.device)
         if key not in self.graphs:
             self.graphs[key] = self._compile(window, inputs)
-        logits, new_k, new_v = self.graphs[key](*inputs)
+        logits, self.argmax, self._next_position, new_k, new_v = self.graphs[key](*inputs)
         cache.k.narrow(3, cache.length, 1).copy_(new_k)  # narrow + copy_: 2.3 µs against 3.3 for slice assignment
         cache.v.narrow(3, cache.length, 1).copy_(new_v)
         cache.advance(1)
+        self._next_length = cache.length
         return logits
 
     def _compile(self, window: int, inputs: tuple) -> Callable:

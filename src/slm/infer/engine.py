@@ -303,10 +303,14 @@ class Engine:
         settings = BatchSettings.build([s.params for s in active], dev)
         generators = [s.generator for s in active]
         seen = None  # [rows, vocab] tokens present, built on first use (repetition penalty only)
+        greedy = None  # the argmax a compiled step computed in its graph
         while True:
             if seen is None and settings.any_penalty:
                 seen = seen_mask([s.prompt_ids + s.output_ids for s in active], scores.shape[-1], dev)
-            tokens = sample(scores, settings, generators, seen)
+            if greedy is not None and settings.all_greedy and not settings.any_penalty:
+                tokens = greedy
+            else:
+                tokens = sample(scores, settings, generators, seen)
             events, keep = self._events(active, tokens, cache.length < cache_len)
             yield events
             if len(keep) < len(active):
@@ -351,8 +355,10 @@ class Engine:
             last_position = last_position + 1
             if padded:
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            greedy = None
             if self.compiled_step is not None and len(active) == 1 and not padded:
                 scores = self.compiled_step(tokens, cache)
+                greedy = self.compiled_step.argmax
             else:
                 scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
                                     attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]
