@@ -179,6 +179,6 @@ class CompiledStep:
         except Exception as error:  # mostly a missing toolchain: say so rather than show inductor's traceback
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise SlmError(f"compiling the decoding step failed ({type(error).__name__}: {first_line}). "
-                           "torch.compile needs a working C++ compiler on CPU (or Triton on CUDA); decode "
+                           "inductor needs a working C++ compiler on CPU (or Triton on CUDA); decode "
                            "without compile instead") from error
         return lambda *step_inputs: compiled(*tensors, *step_inputs)

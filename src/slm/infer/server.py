@@ -401,4 +401,4 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8000, **app_kwarg
         server.should_exit = True
         http.join(timeout=10)
     if not server.started:
-        raise SlmError(f"the HTTP server did not start on {host}:{port} (see the log above: is the port in use?)")
+        raise SlmError(f"the HTTP server did not start on {host}:{port} (see the log above)")
