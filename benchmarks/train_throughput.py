@@ -1,9 +1,15 @@
 """Training throughput: slm's Trainer against a plain transformers LlamaForCausalLM + torch.optim.AdamW loop.
 
-Same model shape, batch, sequence length, data and thread count, in one process. Each side trains
---steps measured steps after --warmup steps (compilation and allocator warm-up are not counted), in
---rounds alternating rounds; the best round of each counts (the machine may be shared). Prints tokens/s
-for both, the ratio, and MFU against this machine's measured matmul peak.
+Same model shape, batch, sequence length, data and thread count. Each side trains --steps measured steps
+after --warmup steps (compilation and allocator warm-up are not counted), in --rounds alternating rounds,
+each round of each side in a fresh process: process-wide state (the C allocator's settings and heap, thread
+pools, compile caches in memory) must not leak from one side into the other. The best round of each side
+counts (the machine may be shared). Prints tokens/s, the ratios, and MFU against this machine's measured
+matmul peak.
+
+Three sides: `transformers` is the loop as a transformers user runs it, in a default process;
+`transformers+retain` is the same loop with slm's allocator setting (slm.train.allocator, which slm's Trainer
+applies on CPU), to show how much of slm's lead comes from that setting alone; `slm` is slm's Trainer.
 
     python benchmarks/train_throughput.py                       # nano on CPU, fp32
     python benchmarks/train_throughput.py --preset tinyllama-1.1b --batch 4 --seq 2048   # on a GPU, bf16
@@ -11,6 +17,9 @@ for both, the ratio, and MFU against this machine's measured matmul peak.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -112,6 +121,43 @@ def run_transformers(cfg, batches, args, device) -> float:
     return args.batch * args.seq * args.steps / sum(times[args.warmup:])
 
 
+SIDES = {"transformers": run_transformers, "transformers+retain": run_transformers, "slm": run_slm}
+
+
+def measure_side(args) -> None:
+    """In a child process: one side's tokens/s, printed as the last line (JSON)."""
+    device = torch.device(args.device)
+    if args.side == "transformers+retain":
+        from slm.train.allocator import retain_freed_memory
+
+        retain_freed_memory()
+    cfg, batches = model_and_batches(args)
+    print(json.dumps({"tokens_per_s": SIDES[args.side](cfg, batches, args, device)}), flush=True)
+
+
+def model_and_batches(args):
+    from slm.models import preset
+
+    overrides = {"max_seq_len": max(args.seq, 64)}
+    if args.vocab:
+        overrides["vocab_size"] = args.vocab
+    cfg = preset(args.preset, **overrides)
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(4):
+        ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=g)
+        batches.append({"input_ids": ids[:, :-1].contiguous(), "labels": ids[:, 1:].contiguous()})
+    return cfg, batches
+
+
+def run_in_child(side: str, argv: list[str]) -> float:
+    done = subprocess.run([sys.executable, __file__, *argv, "--side", side], capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        raise SystemExit(f"the {side} side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])["tokens_per_s"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="nano")
@@ -124,39 +170,36 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for both (default on CUDA)")
     p.add_argument("--no-compile", action="store_true", help="slm without torch.compile")
+    p.add_argument("--side", choices=list(SIDES), help=argparse.SUPPRESS)  # internal: the child's job
     args = p.parse_args()
     device = torch.device(args.device)
     args.bf16 = args.bf16 or device.type == "cuda"
+    if args.side:
+        return measure_side(args)
+    argv = sys.argv[1:]
 
-    from slm.models import flops_per_token, preset
+    from slm.models import flops_per_token
 
-    overrides = {"max_seq_len": max(args.seq, 64)}
-    if args.vocab:
-        overrides["vocab_size"] = args.vocab
-    cfg = preset(args.preset, **overrides)
-    g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(4):
-        ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=g)
-        batches.append({"input_ids": ids[:, :-1].contiguous(), "labels": ids[:, 1:].contiguous()})
-
+    cfg, _ = model_and_batches(args)
     peak = matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32)
     flops = flops_per_token(cfg, args.seq, training=True)
     print(f"{args.preset}: {cfg.n_layers} layers, dim {cfg.dim}, vocab {cfg.vocab_size}; batch {args.batch} x "
           f"{args.seq}; {device}, {'bf16' if args.bf16 else 'fp32'}, {torch.get_num_threads()} threads; "
-          f"slm compile={not args.no_compile}")
+          f"slm compile={not args.no_compile}; each round of each side in a fresh process")
     print(f"matmul peak before the rounds: {peak / 1e9:,.1f} GFLOP/s; {flops / 1e6:,.1f} MFLOP per trained token")
-    best = {"transformers": 0.0, "slm": 0.0}
+    best = dict.fromkeys(SIDES, 0.0)
     for r in range(args.rounds):
-        for name, fn in (("transformers", run_transformers), ("slm", run_slm)):
-            tps = fn(cfg, batches, args, device)
+        for name in SIDES:
+            tps = run_in_child(name, argv)
             best[name] = max(best[name], tps)
-            print(f"  round {r + 1}: {name:12s} {tps:10,.0f} tokens/s", flush=True)
+            print(f"  round {r + 1}: {name:20s} {tps:10,.0f} tokens/s", flush=True)
     peak = max(peak, matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32))
     print(f"matmul peak (best of before and after): {peak / 1e9:,.1f} GFLOP/s")
     for name, tps in best.items():
-        print(f"{name:12s} {tps:10,.0f} tokens/s   MFU {tps * flops / peak:6.1%}")
+        print(f"{name:20s} {tps:10,.0f} tokens/s   MFU {tps * flops / peak:6.1%}")
     print(f"ratio slm / transformers: {best['slm'] / best['transformers']:.2f}x")
+    print(f"ratio slm / transformers+retain (the same allocator setting): "
+          f"{best['slm'] / best['transformers+retain']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from torch import nn
 
 from slm.errors import CheckpointError, ConfigError
 from slm.train import checkpoint as ckpt
+from slm.train.allocator import retain_freed_memory
 from slm.train import distributed as D
 from slm.train.metrics import MetricsLog
 from slm.train.optim import build_optimizer, lr_at
@@ -66,6 +67,8 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False  # torch.compile the model (in one process, together with the loss)
     activation_checkpointing: bool = False
+    # CPU: keep freed memory in the process instead of unmapping it (slm.train.allocator); 10-17% per step at nano
+    retain_cpu_memory: bool = True
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # used under torchrun; auto means DDP
     device: str = "auto"
     seed: int = 0
@@ -135,6 +138,8 @@ class Trainer:
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16
                          else contextlib.nullcontext())
         torch.manual_seed(cfg.seed)
+        if cfg.retain_cpu_memory and self.device.type == "cpu":
+            retain_freed_memory()
         self.model.to(self.device).train()
         if cfg.activation_checkpointing:
             inner = _unwrap(self.model)
