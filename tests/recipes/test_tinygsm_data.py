@@ -67,6 +67,9 @@ def test_template_split_is_disjoint_seeded_and_keeps_every_part_in_training():
     templates = problems.all_templates()
     train, test = problems.template_split(templates, 0.2, seed=0)
     assert {t.id for t in train}.isdisjoint({t.id for t in test})
+    # No paraphrase crosses the split: a skeleton's phrasing and noise variants all fall on one side.
+    assert {t.skeleton for t in train}.isdisjoint({t.skeleton for t in test})
+    assert len({t.skeleton for t in test}) > 50
     assert len(train) + len(test) == len(templates)
     assert 0.15 < len(test) / len(templates) < 0.25
     assert {t.id for t in problems.template_split(templates, 0.2, seed=1)[1]} != {t.id for t in test}

@@ -389,6 +389,12 @@ class Template:
         parts += [f"final.{self.final[0]}/{self.final[1]}", f"noise.{self.noise or 'none'}"]
         return "|".join(parts)
 
+    @property
+    def skeleton(self) -> str:
+        """The parts in order, without their phrasings or the irrelevant sentence: what every paraphrase shares."""
+        return "|".join([self.family, f"start.{self.start[0]}", *(name for name, _ in self.steps),
+                         f"final.{self.final[0]}"])
+
 
 @dataclass
 class Problem:
@@ -422,9 +428,14 @@ def all_templates(max_steps: int = 2) -> list[Template]:
 
 def template_split(templates: list[Template], held_out_fraction: float,
                    seed: int | str) -> tuple[list[Template], list[Template]]:
-    """(kept, held out): a seeded, stable fraction of templates held out by a hash of the template id."""
+    """(kept, held out): a seeded, stable fraction of templates held out by a hash of their skeleton.
+
+    Splitting by skeleton, not by the template id, keeps every phrasing and noise variant of a held-out problem
+    shape out of the kept side: a held-out problem is never a paraphrase (or a GSM-IC distractor variant) of a
+    kept one.
+    """
     def bucket(t: Template) -> float:
-        h = hashlib.sha256(f"{seed}:{t.id}".encode()).digest()
+        h = hashlib.sha256(f"{seed}:{t.skeleton}".encode()).digest()
         return int.from_bytes(h[:8], "big") / 2**64
 
     kept = [t for t in templates if bucket(t) >= held_out_fraction]
