@@ -42,8 +42,8 @@ from torch import nn
 
 from slm.errors import CheckpointError, ConfigError
 from slm.train import checkpoint as ckpt
-from slm.train.allocator import retain_freed_memory
 from slm.train import distributed as D
+from slm.train.allocator import retain_freed_memory
 from slm.train.metrics import MetricsLog
 from slm.train.optim import build_optimizer, lr_at
 
