@@ -1,4 +1,5 @@
 """The CLI: every verb explains itself; every user error is one clear line and a non-zero exit."""
+import re
 import subprocess
 import sys
 
@@ -41,6 +42,9 @@ def test_every_verb_has_help(path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: " if passthrough else "usage: slm " + " ".join(path))
     assert len(out.splitlines()) > 3
+    # Defaults are shown once and only when there is one: no "(default: None)", no help that says it twice.
+    flat = " ".join(out.split())
+    assert "(default: None)" not in flat and not re.search(r"\(default[^)]*\) \(default", flat)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -29,6 +29,15 @@ VERBS = [
 ]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help, unless there is none to show or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slm", description="slm: small language models — pretrain, adapt, evaluate, serve and export.",
@@ -37,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, module, help_text in VERBS:
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         importlib.import_module(module).register(p)
     return parser
 
@@ -74,7 +83,7 @@ def add_subverbs(parser: argparse.ArgumentParser, verbs: dict) -> None:
     sub = parser.add_subparsers(dest="subverb", metavar="SUBVERB")
     for name, (help_text, register) in verbs.items():
         register(sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+                                formatter_class=HelpFormatter))
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
