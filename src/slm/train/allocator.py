@@ -3,7 +3,7 @@
 PyTorch's CPU allocator is the C library's malloc. glibc serves large blocks (the [tokens, vocab] logits and
 their gradient are 64 MiB at nano size) with a fresh mmap and gives them back with munmap when freed, so every
 training step touches brand-new pages: on the 2-core machine the LM head's forward matmul took 90 ms instead of
-52 ms, and a whole nano step about 10-17% longer (docs/benchmarks.md). Turning mmap off for allocations and
+52 ms, and a whole nano step 7-17% longer (docs/benchmarks.md). Turning mmap off for allocations and
 never trimming the heap makes a step reuse the memory of the previous one: the process keeps its peak
 footprint instead of returning it between steps, which a training process needs again a moment later anyway.
 This is what PyTorch's CPU tuning guide gets by preloading jemalloc or tcmalloc, without a preload.
