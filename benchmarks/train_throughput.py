@@ -131,23 +131,27 @@ def measure_side(args) -> None:
         from slm.train.allocator import retain_freed_memory
 
         retain_freed_memory()
-    cfg, batches = model_and_batches(args)
-    print(json.dumps({"tokens_per_s": SIDES[args.side](cfg, batches, args, device)}), flush=True)
+    cfg = model_config(args)
+    print(json.dumps({"tokens_per_s": SIDES[args.side](cfg, fixed_batches(cfg, args), args, device)}), flush=True)
 
 
-def model_and_batches(args):
+def model_config(args):
     from slm.models import preset
 
     overrides = {"max_seq_len": max(args.seq, 64)}
     if args.vocab:
         overrides["vocab_size"] = args.vocab
-    cfg = preset(args.preset, **overrides)
+    return preset(args.preset, **overrides)
+
+
+def fixed_batches(cfg, args) -> list[dict]:
+    """The same four random batches for every side (seeded)."""
     g = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(4):
         ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=g)
         batches.append({"input_ids": ids[:, :-1].contiguous(), "labels": ids[:, 1:].contiguous()})
-    return cfg, batches
+    return batches
 
 
 def run_in_child(side: str, argv: list[str]) -> float:
@@ -180,7 +184,7 @@ def main() -> None:
 
     from slm.models import flops_per_token
 
-    cfg, _ = model_and_batches(args)
+    cfg = model_config(args)
     peak = matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32)
     flops = flops_per_token(cfg, args.seq, training=True)
     print(f"{args.preset}: {cfg.n_layers} layers, dim {cfg.dim}, vocab {cfg.vocab_size}; batch {args.batch} x "
