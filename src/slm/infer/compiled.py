@@ -32,6 +32,14 @@ from torch.export.graph_signature import InputKind
 from slm.errors import ConfigError, SlmError
 
 
+# inductor's settings for the CPU graphs (the GPU path keeps its defaults). The C++ wrapper saves about 3% of
+# a step. Every intermediate vector is stored rather than recomputed where it is read: by default inductor
+# inlines the norm and the residual adds into the matrix-vector loops that read them, recomputing them for
+# each weight row, which cost a micro step 4-8% (docs/benchmarks.md); a decoding step's vectors are a few KB.
+CPU_INDUCTOR_OPTIONS = dict(cpp_wrapper=True, realize_reads_threshold=1, realize_cpu_opcount_threshold=1,
+                            realize_cpu_acc_reads_threshold=1)
+
+
 class RowDotLinear(nn.Linear):
     """A Linear for decoding on the [out, in] weight. Inside a compiled graph and for a single input row it
     computes y_o = sum_i W_oi x_i as a multiply-and-sum, which inductor emits as a vectorised loop over the
@@ -164,10 +172,9 @@ class CompiledStep:
     def _compile(self, window: int, inputs: tuple) -> Callable:
         """The compiled step for this window, as a function of the step's four inputs."""
         step = _DecodingStep(self.model, window)
-        # The C++ wrapper saves about 3% of a CPU step (measured); the GPU path keeps inductor's default.
-        cpp_wrapper = inputs[0].device.type == "cpu"
+        options = CPU_INDUCTOR_OPTIONS if inputs[0].device.type == "cpu" else {}
         try:
-            with torch.inference_mode(False), torch.no_grad(), torch._inductor.config.patch(cpp_wrapper=cpp_wrapper):
+            with torch.inference_mode(False), torch.no_grad(), torch._inductor.config.patch(options):
                 program = torch.export.export(step, inputs, strict=False)
                 # The graph takes the weights and buffers first (in the program's order), then the inputs.
                 tensors = [step.get_parameter(spec.target) if spec.kind == InputKind.PARAMETER
