@@ -52,7 +52,7 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int, compile: bool = False) -> float:
+def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int, compile: bool | str = False) -> float:
     engine = Engine(model, compile=compile)
     run = lambda n: engine.generate([prompt], SamplingParams(max_tokens=n, ignore_eos=True))
     engine.warm_up()  # with compile: every cache window's graph, compiled outside the timings
@@ -161,16 +161,18 @@ def main() -> None:
                       f"(eager generate {hf_tps:.1f})", flush=True)
             del hf
         # fp32: the checkpoint as loaded; fp32-fast and int8: the layout slm decodes with (Engine.from_pretrained).
-        # -comp: the compiled decoding step (Engine(compile=True), `slm generate --compile [--int8]`).
-        variants = (("fp32", model), ("fp32-fast", prepare_for_decoding(copy.deepcopy(model))),
-                    ("fp32-comp", prepare_for_decoding(copy.deepcopy(model), compile=True)),
-                    ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True)),
-                    ("int8-comp", prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True)))
-        for label, m in variants:
+        # -comp: the compiled decoding step (Engine(compile=True), `slm generate --compile [--int8]`): slm's C++
+        # step for fp32 Llama models (slm.infer.native), the inductor graph for int8; -ind: the inductor graph.
+        compiled = prepare_for_decoding(copy.deepcopy(model), compile=True)
+        variants = (("fp32", model, False), ("fp32-fast", prepare_for_decoding(copy.deepcopy(model)), False),
+                    ("fp32-comp", compiled, True), ("fp32-ind", compiled, "inductor"),
+                    ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True), False),
+                    ("int8-comp", prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True), True))
+        for label, m, compile in variants:
             # The host's bandwidth drifts within a run: each row's roofline uses the higher of two probes taken
             # just before and just after its timings.
             near = memory_bandwidth()
-            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats, compile=label.endswith("-comp"))
+            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats, compile=compile)
             near = max(near, memory_bandwidth())
             wb = weight_bytes(m)
             roof = near / wb

@@ -49,7 +49,7 @@ def test_compiled_engine_decodes_the_eager_tokens(make_config, overrides):
             if p.dim() == 2:
                 p.mul_(4.0)
     eager = Engine(prepare_for_decoding(copy.deepcopy(model)))
-    compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+    compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile="inductor")
     greedy = SamplingParams(max_tokens=20, ignore_eos=True)
     for prompt in ([5, 6, 7], [9, 10, 11, 12, 13, 14, 15]):
         assert compiled.generate([prompt], greedy)[0].token_ids == eager.generate([prompt], greedy)[0].token_ids
@@ -114,7 +114,7 @@ def test_compile_needs_an_slm_decoder():
 
 def test_a_failing_compilation_is_reported_with_the_way_out(make_config, monkeypatch):
     model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=0).eval(), compile=True)
-    engine = Engine(model, compile=True)
+    engine = Engine(model, compile="inductor")
 
     def broken(*args):
         raise RuntimeError("InductorError: CppCompileError: C++ compile error\nlots of detail")
@@ -126,7 +126,7 @@ def test_a_failing_compilation_is_reported_with_the_way_out(make_config, monkeyp
 
 def test_warm_up_compiles_the_graph_a_served_request_uses(make_config, monkeypatch):
     model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=1).eval(), compile=True)
-    engine = Engine(model, compile=True)
+    engine = Engine(model, compile="inductor")
     engine.warm_up()
     assert [key[0] for key in engine.compiled_step.graphs] == windows(model.config.max_seq_len)
 
@@ -160,7 +160,7 @@ def test_several_compiled_engines_in_one_process(make_config):
     prompt, params = [5, 6, 7], SamplingParams(max_tokens=4, ignore_eos=True)
     for seed, context in enumerate((96, 200, 300)):  # 2 + 3 + 4 windows = 9 graphs
         model = Decoder(make_config(300, max_seq_len=context)).init_weights(seed=seed).eval()
-        engine = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+        engine = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile="inductor")
         engine.warm_up()
         assert engine.generate([prompt], params)[0].token_ids == Engine(model).generate([prompt], params)[0].token_ids
 

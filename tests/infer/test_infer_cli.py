@@ -62,15 +62,16 @@ def test_chat_streams_replies_and_keeps_history(model_dir, monkeypatch, capsys):
     assert out.count("assistant> ") == 2
 
 
-def test_chat_compiled_warms_up_and_replies_as_eager(model_dir, monkeypatch, capsys):
+def test_chat_compiled_replies_as_eager_and_inductor_warms_up(model_dir, monkeypatch, capsys):
     replies = []
-    for extra in ([], ["--compile"]):
+    for extra in ([], ["--compile", "inductor"], ["--compile"]):  # the C++ step needs no warm-up
         monkeypatch.setattr(sys, "stdin", io.StringIO("def main\n/exit\n"))
         assert main(["chat", model_dir, "--max-tokens", "5", "--temperature", "0", *extra]) == 0
         captured = capsys.readouterr()
         replies.append(captured.out)
-    assert "compiling decoding steps" in captured.err  # the warm-up bar
-    assert replies[0] == replies[1]
+        warmed_up = "compiling decoding steps" in captured.err  # the warm-up bar
+        assert warmed_up == (extra == ["--compile", "inductor"])
+    assert replies[0] == replies[1] == replies[2]
 
 
 @pytest.mark.slow

@@ -12,10 +12,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true",
                    help="quantize every linear weight, the LM head included, to int8 per output channel at load "
                         "(the embedding table stays float)")
-    p.add_argument("--compile", action="store_true",
-                   help="decode one-row batches through compiled graphs (torch.export + inductor: faster per "
-                        "token, after compiling for seconds, a minute or more the first time on CPU; needs a C++ "
-                        "compiler on CPU; combines with --int8)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, choices=[True, "native", "inductor"],
+                   metavar="native|inductor",
+                   help="decode one-row batches through a compiled step: slm's C++ step for fp32 Llama-family "
+                        "models on CPU (built once, about 40 s), otherwise one torch.export + inductor graph per "
+                        "cache length (seconds each, a minute or more the first time); either needs a C++ "
+                        "compiler on CPU. A value picks one; combines with --int8 (inductor)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 

@@ -13,13 +13,14 @@ as transformers' generate does, so each row computes exactly what it would compu
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence as Seq
 
 import torch
 
-from slm.errors import SlmError
+from slm.errors import ConfigError, SlmError
 from slm.infer.sampling import BatchSettings, SamplingParams, sample, seen_mask
 
 Prompt = str | list[int]
@@ -130,11 +131,31 @@ def model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
+def _decoding_step(model, compile: bool | str):
+    """The one-row decoding step `compile` asks for (Engine)."""
+    from slm.infer import native
+    from slm.infer.compiled import CompiledStep
+
+    if compile not in (True, "native", "inductor"):
+        raise ConfigError(f"compile must be True, 'native' or 'inductor', not {compile!r}")
+    if compile == "inductor" or (compile is True and native.unsupported(model)):
+        return CompiledStep(model)  # checks that the model is one it can compile
+    try:
+        return native.NativeStep(model)
+    except SlmError as error:
+        if compile == "native":
+            raise
+        warnings.warn(f"{error}; decoding through the inductor graph", stacklevel=3)
+        return CompiledStep(model)
+
+
 class Engine:
     def __init__(self, model, tokenizer=None, max_batch_size: int = 32, eos_token_ids: Seq[int] | None = None,
-                 compile: bool = False):
-        """compile=True decodes one-row batches through one compiled graph per step (slm.infer.compiled; fastest
-        on a model in `prepare_for_decoding(model, compile=True)` layout); larger batches decode eagerly."""
+                 compile: bool | str = False):
+        """compile decodes one-row batches through a compiled step; larger batches decode eagerly. True: slm's
+        C++ step for the Llama-family fp32 CPU models it covers (slm.infer.native), else one inductor graph per
+        step (slm.infer.compiled); "native" or "inductor": that one. Fastest on a model in
+        `prepare_for_decoding(model, compile=True)` layout."""
         self.model = model.eval() if hasattr(model, "eval") else model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -147,11 +168,7 @@ class Engine:
         self.eos_token_ids = set(eos_token_ids)
         self.pad_token_id = next(iter(sorted(self.eos_token_ids)), 0)  # any id works: padding is masked
         self.device = model_device(model)
-        self.compiled_step = None
-        if compile:
-            from slm.infer.compiled import CompiledStep
-
-            self.compiled_step = CompiledStep(self.model)  # checks that the model is one it can compile
+        self.compiled_step = _decoding_step(self.model, compile) if compile else None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, int8: bool = False, dtype: torch.dtype = torch.float32,
@@ -178,11 +195,12 @@ class Engine:
         """With compile=True: compile the one-row decoding step for every cache window now (seconds each, and
         more the first time, before inductor's on-disk cache holds them), rather than during the first
         requests that reach each length. progress: a bar on stderr, one step per window."""
-        if self.compiled_step is None:
+        from slm.infer.compiled import CompiledStep, windows
+
+        if not isinstance(self.compiled_step, CompiledStep):  # the C++ step was built with the engine
             return
         from tqdm.auto import tqdm
 
-        from slm.infer.compiled import windows
 
         cache = self.model.new_cache(1, self.max_seq_len)
         token = torch.tensor([self.pad_token_id], device=self.device)

@@ -1,0 +1,126 @@
+"""Batch-1 decoding of Llama-family models by a hand-written C++ step (csrc/llama_step.cpp).
+
+Batch-1 decoding reads every weight once per token, so its speed is the speed at which the weights stream
+from memory. The inductor graph (slm.infer.compiled) fuses the small operators well, but it leaves a micro
+model's step at about 75% of the speed of a bare matrix-vector pass over the same weights: every product
+ends in a barrier after which the next one starts its stream cold, and rotary embedding and attention run
+as serial sections and library calls between them. The C++ step is one call per token. It runs the whole
+step in one OpenMP parallel region, splits each product by rows, and before each barrier asks for the
+start of the next matrix, so the memory system keeps streaming across it. On the 2-core test machine
+that made a micro step 1.2-1.4x faster than the inductor graph (docs/benchmarks.md).
+
+It covers what most small models are: arch "llama" in the fused decoding layout
+(prepare_for_decoding(model, compile=True)), fp32 weights without biases, on CPU, one row at a time.
+`Engine(compile=True)` uses it for such models and the inductor graph for the rest (phi, int8, bf16,
+CUDA); `Engine(compile="inductor")` always takes the graph.
+
+The extension is compiled on first use with torch.utils.cpp_extension (a C++ compiler and ninja; about
+40 s once, then cached under ~/.cache/torch_extensions).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slm.errors import SlmError
+
+_SOURCE = Path(__file__).parent / "csrc" / "llama_step.cpp"
+_extension = None
+_lock = threading.Lock()
+
+
+def _build():
+    """The compiled extension module (built once per machine, then loaded from torch's extension cache)."""
+    global _extension
+    with _lock:
+        if _extension is None:
+            from torch.utils.cpp_extension import load
+
+            if shutil.which("ninja") is None:  # the pip package's binary, when the venv's bin is not on PATH
+                try:
+                    import ninja
+
+                    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+                except ImportError:
+                    pass
+            # The vector width is fixed at build time: name the build by it, so that a cache shared between
+            # machines never hands one machine another's instructions.
+            capability = torch.backends.cpu.get_cpu_capability().lower()
+            flags = {"avx512": ["-mavx512f", "-mavx512dq", "-mfma"], "avx2": ["-mavx2", "-mfma"]}.get(capability, [])
+            try:
+                _extension = load(f"slm_llama_step_{capability}", [str(_SOURCE)],
+                                  extra_cflags=["-O3", "-fopenmp", *flags], extra_ldflags=["-fopenmp"])
+            except Exception as error:
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                raise SlmError(f"building slm's C++ decoding step failed ({type(error).__name__}: {first_line}). "
+                               "It needs a C++ compiler and ninja; decode with compile='inductor' or without "
+                               "compile instead") from error
+    return _extension
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why the C++ step cannot decode this model, or None when it can."""
+    from slm.infer.quant import QuantLinear
+    from slm.models import Decoder
+
+    if not isinstance(model, Decoder):
+        return f"it decodes slm decoder models, not {type(model).__name__}"
+    cfg = model.config
+    if cfg.arch != "llama" or cfg.bias:
+        return f"it decodes Llama-family models without biases (this one: arch {cfg.arch!r}, bias {cfg.bias})"
+    weight = model.embed.weight
+    if weight.device.type != "cpu" or weight.dtype != torch.float32:
+        return f"it runs fp32 weights on CPU (these: {weight.dtype} on {weight.device.type})"
+    for block in model.layers:
+        if block.attn.qkv_proj is None or block.mlp.gate_up_proj is None:
+            return "it needs the fused decoding layout: prepare_for_decoding(model, compile=True)"
+        linears = (block.attn.qkv_proj, block.attn.o_proj, block.mlp.gate_up_proj, block.mlp.down_proj)
+        if not all(type(m) is not QuantLinear and isinstance(m, nn.Linear) for m in linears):
+            return "it multiplies float [out, in] weights (int8 models decode through the inductor graph)"
+    if not isinstance(model.lm_head, nn.Linear) or model.lm_head.bias is not None:
+        return "it needs a float LM head without a bias"
+    return None
+
+
+class NativeStep:
+    """`step(token [1], cache)` -> next-token logits [1, vocab], advancing the KVCache by one position, with
+    the greedy token in `step.argmax`: CompiledStep's interface, computed by csrc/llama_step.cpp.
+
+    The C++ object holds the model's weight tensors themselves (no copies), so later changes to them count.
+    The logits tensor is reused: it holds the latest step's values, as the engine consumes them.
+    """
+
+    def __init__(self, model: nn.Module):
+        reason = unsupported(model)
+        if reason:
+            raise SlmError(f"the C++ decoding step cannot decode this model: {reason}")
+        cfg = model.config
+        blocks = model.layers
+
+        def weights(get):
+            return [get(b).weight.detach() for b in blocks]
+
+        self.model = model
+        self._impl = _build().LlamaStep(
+            model.embed.weight.detach(), weights(lambda b: b.attn_norm), weights(lambda b: b.attn.qkv_proj),
+            weights(lambda b: b.attn.o_proj), weights(lambda b: b.mlp_norm), weights(lambda b: b.mlp.gate_up_proj),
+            weights(lambda b: b.mlp.down_proj), model.norm.weight.detach(), model.lm_head.weight.detach(),
+            model.rope_cos, model.rope_sin, cfg.n_heads, cfg.n_kv_heads, cfg.norm_eps)
+        self.logits = torch.empty(1, cfg.vocab_size)
+        # Two argmax buffers used in turn: a token the engine holds stays valid through the next step.
+        self._argmax = [torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)]
+        self.argmax: torch.Tensor | None = None
+
+    def __call__(self, token: torch.Tensor, cache) -> torch.Tensor:
+        if cache.k.shape[1] != 1:
+            raise ValueError(f"the C++ step decodes one row, not {cache.k.shape[1]}")
+        out = self._argmax[cache.length % 2]
+        self._impl.step(token.view(-1), cache.length, cache.k, cache.v, self.logits.view(-1), out)
+        cache.advance(1)
+        self.argmax = out
+        return self.logits

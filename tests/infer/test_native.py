@@ -1,0 +1,140 @@
+"""The C++ decoding step (slm.infer.native): the eager model's logits, cache and tokens, and clear refusals."""
+import copy
+
+import pytest
+import torch
+
+from slm.errors import ConfigError, SlmError
+from slm.infer import Engine, SamplingParams
+from slm.infer.compiled import CompiledStep
+from slm.infer.native import NativeStep, unsupported
+from slm.infer.quant import prepare_for_decoding
+from slm.models import Decoder
+
+
+def spread(model: Decoder) -> Decoder:
+    """Larger weights spread the logits, so greedy parity does not hinge on float-rounding ties."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(4.0)
+    return model
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(n_heads=4, n_kv_heads=4), dict(dim=48, rotary_fraction=0.5),
+                                       dict(tie_embeddings=True)],
+                         ids=["gqa", "mha", "head-dim-12-partial-rotary", "tied"])
+def test_native_step_computes_the_eager_logits_and_cache(make_config, overrides):
+    model = prepare_for_decoding(Decoder(make_config(300, **overrides)).init_weights(seed=3).eval(), compile=True)
+    step = NativeStep(model)
+    ids = torch.randint(0, 300, (1, 70), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(ids)[0]  # one forward over the whole sequence, no cache
+        native_cache, eager_cache = model.new_cache(1, 96), model.new_cache(1, 96)
+        model(ids[:, :-1], cache=eager_cache)
+        for position in range(ids.shape[1]):
+            logits = step(ids[0, position:position + 1], native_cache)
+            assert torch.allclose(logits[0], expected[position], atol=1e-4), position
+            assert step.argmax.item() == logits[0].argmax().item()
+    assert native_cache.length == 70
+    assert torch.allclose(native_cache.k[:, :, :, :69], eager_cache.k[:, :, :, :69], atol=1e-5)
+    assert torch.allclose(native_cache.v[:, :, :, :69], eager_cache.v[:, :, :, :69], atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_native_step_splits_the_work_over_threads_without_changing_it(make_config, threads):
+    """Rows, KV heads and prefetches are shared out per thread (3 threads: uneven shares, one without a KV head)."""
+    model = prepare_for_decoding(Decoder(make_config(300, ffn_dim=70)).init_weights(seed=8).eval(), compile=True)
+    ids = torch.randint(0, 300, (1, 40), generator=torch.Generator().manual_seed(1))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        step, cache = NativeStep(model), model.new_cache(1, 96)
+        with torch.inference_mode():
+            expected = model(ids)[0]
+            for position in range(ids.shape[1]):
+                assert torch.allclose(step(ids[0, position:position + 1], cache)[0], expected[position], atol=1e-4)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_compiled_engine_takes_the_native_step_and_decodes_the_eager_tokens(make_config):
+    model = spread(Decoder(make_config(300)).init_weights(seed=5).eval())
+    eager = Engine(prepare_for_decoding(copy.deepcopy(model)))
+    native = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+    assert isinstance(native.compiled_step, NativeStep)
+    greedy = SamplingParams(max_tokens=80, ignore_eos=True)
+    for prompt in ([5, 6, 7], [9, 10, 11, 12, 13, 14, 15]):
+        assert native.generate([prompt], greedy)[0].token_ids == eager.generate([prompt], greedy)[0].token_ids
+    sampled = SamplingParams(max_tokens=20, temperature=0.8, top_k=50, seed=3, ignore_eos=True)
+    assert native.generate([[5, 6, 7]], sampled)[0].token_ids == eager.generate([[5, 6, 7]], sampled)[0].token_ids
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]  # several rows decode eagerly
+    assert [c.token_ids for c in native.generate(prompts, greedy)] == \
+        [c.token_ids for c in eager.generate(prompts, greedy)]
+
+
+def test_native_step_reads_the_current_weights(make_config):
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=4).eval(), compile=True)
+    step = NativeStep(model)
+    with torch.inference_mode():
+        before = step(torch.tensor([7]), model.new_cache(1, 96)).clone()
+        model.layers[0].mlp.down_proj.weight.mul_(3.0)
+        after = step(torch.tensor([7]), model.new_cache(1, 96))
+        expected = model(torch.tensor([[7]]))[:, -1]
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.allclose(after, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides,prepare,reason", [
+    (dict(arch="phi", n_kv_heads=4, rotary_fraction=0.5), dict(compile=True), "Llama-family"),
+    (dict(), dict(int8=True, compile=True), "int8"),
+    (dict(), dict(input_major=False), "fused decoding layout"),
+], ids=["phi", "int8", "unfused"])
+def test_models_the_native_step_does_not_cover_decode_through_inductor(make_config, overrides, prepare, reason):
+    model = Decoder(make_config(300, **overrides)).init_weights(seed=0).eval()
+    if prepare.get("input_major") is False:  # plain weights, never fused
+        prepared = model
+    else:
+        prepared = prepare_for_decoding(model, **prepare)
+    assert reason in unsupported(prepared)
+    assert isinstance(Engine(prepared, compile=True).compiled_step, CompiledStep)
+    with pytest.raises(SlmError, match=reason):
+        Engine(prepared, compile="native")
+
+
+def test_bf16_and_bad_compile_values_are_refused(make_config):
+    model = prepare_for_decoding(Decoder(make_config(300)).to(torch.bfloat16).eval(), compile=True)
+    assert "fp32" in unsupported(model)
+    with pytest.raises(ConfigError, match="compile must be"):
+        Engine(model, compile="fast")
+
+
+def test_inductor_can_be_chosen_for_a_model_the_native_step_covers(make_config):
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=0).eval(), compile=True)
+    assert unsupported(model) is None
+    assert isinstance(Engine(model, compile="inductor").compiled_step, CompiledStep)
+
+
+def test_a_failing_build_falls_back_to_inductor_with_a_warning(make_config, monkeypatch):
+    from slm.infer import native
+
+    def broken():
+        raise SlmError("building slm's C++ decoding step failed (RuntimeError: Ninja is required)")
+
+    monkeypatch.setattr(native, "_build", broken)
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=0).eval(), compile=True)
+    with pytest.warns(UserWarning, match="Ninja is required.*inductor graph"):
+        engine = Engine(model, compile=True)
+    assert isinstance(engine.compiled_step, CompiledStep)
+    with pytest.raises(SlmError, match="Ninja"):
+        Engine(model, compile="native")
+
+
+def test_the_step_rejects_a_cache_of_another_shape(make_config):
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=0).eval(), compile=True)
+    step = NativeStep(model)
+    other = Decoder(make_config(300, n_layers=1)).new_cache(1, 96)
+    with pytest.raises(RuntimeError, match="cache does not match"):
+        step(torch.tensor([7]), other)
+    with pytest.raises(RuntimeError, match="outside the vocabulary"):
+        step(torch.tensor([300]), model.new_cache(1, 96))
