@@ -97,7 +97,12 @@ class LlamaStep {
       : embed_(embed), attn_norm_(attn_norm), qkv_(qkv), o_(o), mlp_norm_(mlp_norm), gate_up_(gate_up),
         down_(down), norm_(norm), lm_head_(lm_head), cos_(cos), sin_(sin), heads_(n_heads), kv_heads_(n_kv_heads),
         eps_(float(eps)) {
+    for (const auto* group : {&attn_norm, &qkv, &o, &mlp_norm, &gate_up, &down})
+      for (const auto& t : *group) f32(t, "every weight");
+    for (const auto* t : {&embed, &norm, &lm_head, &cos, &sin}) f32(*t, "every weight and rotary table");
     layers_ = int64_t(qkv.size());
+    for (const auto* group : {&attn_norm, &o, &mlp_norm, &gate_up, &down})
+      TORCH_CHECK(int64_t(group->size()) == layers_, "every layer needs each of its six weights");
     dim_ = embed.size(1);
     vocab_ = lm_head.size(0);
     head_dim_ = qkv[0].size(0) / (heads_ + 2 * kv_heads_);
@@ -232,5 +237,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                           std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor,
                           at::Tensor, at::Tensor, at::Tensor, int64_t, int64_t, double>())
-      .def("step", &LlamaStep::step);
+      // The step touches no Python object: other threads (a server's HTTP thread) run while it decodes.
+      .def("step", &LlamaStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
