@@ -192,15 +192,15 @@ class Engine:
 
     @torch.inference_mode()
     def warm_up(self, progress: bool = False) -> None:
-        """With compile=True: compile the one-row decoding step for every cache window now (seconds each, and
-        more the first time, before inductor's on-disk cache holds them), rather than during the first
-        requests that reach each length. progress: a bar on stderr, one step per window."""
+        """With the inductor graph (compile): compile the one-row decoding step for every cache window now
+        (seconds each, and more the first time, before inductor's on-disk cache holds them), rather than during
+        the first requests that reach each length. progress: a bar on stderr, one step per window. (The C++
+        step was built with the engine: nothing to do.)"""
         from slm.infer.compiled import CompiledStep, windows
 
-        if not isinstance(self.compiled_step, CompiledStep):  # the C++ step was built with the engine
+        if not isinstance(self.compiled_step, CompiledStep):
             return
         from tqdm.auto import tqdm
-
 
         cache = self.model.new_cache(1, self.max_seq_len)
         token = torch.tensor([self.pad_token_id], device=self.device)
