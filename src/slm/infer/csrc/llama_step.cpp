@@ -233,7 +233,7 @@ class LlamaStep {
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  pybind11::class_<LlamaStep>(m, "LlamaStep")
+  pybind11::class_<LlamaStep>(m, "LlamaStep", pybind11::module_local())
       .def(pybind11::init<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                           std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor,
                           at::Tensor, at::Tensor, at::Tensor, int64_t, int64_t, double>())
