@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/decode.py                       # nano and micro, fp32 and int8
     .venv/bin/python benchmarks/decode.py --presets nano --tokens 64 --threads 2
     .venv/bin/python benchmarks/decode.py --speculative         # also: speculative decoding, micro target, nano draft
+    .venv/bin/python benchmarks/decode.py --presets micro --paired 12   # also: % of roofline, decode and probe paired
 
 Decode speed is measured as a difference: time(prompt + N new tokens) - time(prompt + 1 new token), so the
 prefill is not counted, for both engines (greedy, no EOS). The roofline is the speed at which one token's
@@ -52,10 +53,12 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int, compile: bool | str = False) -> float:
-    engine = Engine(model, compile=compile)
+def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int, compile: bool | str = False,
+                   engine: Engine | None = None) -> float:
+    if engine is None:
+        engine = Engine(model, compile=compile)
+        engine.warm_up()  # with compile: every cache window's graph, compiled outside the timings
     run = lambda n: engine.generate([prompt], SamplingParams(max_tokens=n, ignore_eos=True))
-    engine.warm_up()  # with compile: every cache window's graph, compiled outside the timings
     run(4)  # warm-up
     return (tokens - 1) / (best_of(lambda: run(tokens), repeats) - best_of(lambda: run(1), repeats))
 
@@ -125,6 +128,9 @@ def main() -> None:
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
     ap.add_argument("--hf-compile", action="store_true",
                     help="also time transformers with a static cache and a compiled forward (the peer for fp32-comp)")
+    ap.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                    help="also measure the compiled engine's %% of the roofline in this many rounds, each decode "
+                         "timing paired with a probe right after it (median over rounds)")
     ap.add_argument("--speculative", action="store_true", help="also time speculative decoding (micro target)")
     ap.add_argument("--only-speculative", action="store_true", help="skip the table, time speculative decoding only")
     args = ap.parse_args()
@@ -190,8 +196,32 @@ def main() -> None:
           f"({peak / 1e9:.1f} GB/s):")
     for name, label, tps, wb in rows:
         print(f"{name:7} {label:9} {tps:10.1f} tok/s {tps * wb / 1e9:6.1f} GB/s {tps / (peak / wb):6.0%}")
+    if args.paired:
+        for name, model in models.items():
+            paired_roofline(name, prepare_for_decoding(copy.deepcopy(model), compile=True), prompt, args.tokens,
+                            args.paired)
     if args.speculative and {"nano", "micro"} <= set(models):
         speculative(models["micro"], models["nano"], prompt, args.tokens)
+
+
+def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: int) -> None:
+    """% of the roofline with the drift taken out: each round times the compiled engine (best of 2) and then
+    probes the bandwidth (best of 5 sums), and the round's share is its decode speed over the roofline of the
+    probe taken right after it. The rows above time each variant seconds apart from the probes around them,
+    while this host's bandwidth swings between about 28 and 55 GB/s over minutes."""
+    engine = Engine(model, compile=True)
+    engine.warm_up()
+    wb = weight_bytes(model)
+    shares = []
+    for r in range(rounds):
+        tps = slm_decode_tps(model, prompt, tokens, 2, compile=True, engine=engine)
+        probe = memory_bandwidth()
+        shares.append(tps * wb / probe)
+        print(f"{name:7} paired round {r}: {tps:7.1f} tok/s, probe {probe / 1e9:5.1f} GB/s, {shares[-1]:5.0%} of roofline",
+              flush=True)
+    shares.sort()
+    print(f"{name:7} compiled, paired over {rounds} rounds: median {shares[len(shares) // 2]:.0%} of the roofline "
+          f"(range {shares[0]:.0%}-{shares[-1]:.0%}; {sum(s >= 0.8 for s in shares)} of {rounds} at 80% or more)")
 
 
 def speculative(target, draft, prompt, tokens) -> None:
