@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -37,11 +38,12 @@ _lock = threading.Lock()
 
 
 def _build():
-    """The compiled extension module (built once per machine, then loaded from torch's extension cache)."""
+    """The compiled extension module (built once per machine and torch version, then loaded from under torch's
+    extension directory, TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions)."""
     global _extension
     with _lock:
         if _extension is None:
-            from torch.utils.cpp_extension import load
+            from torch.utils.cpp_extension import get_default_build_root, load
 
             if shutil.which("ninja") is None:  # the pip package's binary, when the venv's bin is not on PATH
                 try:
@@ -54,8 +56,14 @@ def _build():
             # machines never hands one machine another's instructions.
             capability = re.sub(r"\W", "_", torch.backends.cpu.get_cpu_capability().lower())  # "avx512", "no_avx"...
             flags = {"avx512": ["-mavx512f", "-mavx512dq", "-mfma"], "avx2": ["-mavx2", "-mfma"]}.get(capability, [])
+            name = f"slm_llama_step_{capability}"
+            root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+            build = Path(root) / f"slm-torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}" / name
+            if not (build / f"{name}.so").exists():
+                print("slm: building the C++ decoding step (once per machine and torch version, about 40 s)", file=sys.stderr)
             try:
-                _extension = load(f"slm_llama_step_{capability}", [str(_SOURCE)],
+                build.mkdir(parents=True, exist_ok=True)
+                _extension = load(name, [str(_SOURCE)], build_directory=str(build),
                                   extra_cflags=["-O3", "-fopenmp", *flags], extra_ldflags=["-fopenmp"])
             except Exception as error:
                 first_line = (str(error).strip().splitlines() or [""])[0]
