@@ -60,7 +60,8 @@ def _build():
             root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
             build = Path(root) / f"slm-torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}" / name
             if not (build / f"{name}.so").exists():
-                print("slm: building the C++ decoding step (once per machine and torch version, about 40 s)", file=sys.stderr)
+                print("slm: building the C++ decoding step (once per machine and torch version, about 40 s)",
+                      file=sys.stderr)
             try:
                 build.mkdir(parents=True, exist_ok=True)
                 _extension = load(name, [str(_SOURCE)], build_directory=str(build),
