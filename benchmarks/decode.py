@@ -217,8 +217,8 @@ def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: in
         tps = slm_decode_tps(model, prompt, tokens, 2, compile=True, engine=engine)
         probe = memory_bandwidth()
         shares.append(tps * wb / probe)
-        print(f"{name:7} paired round {r}: {tps:7.1f} tok/s, probe {probe / 1e9:5.1f} GB/s, {shares[-1]:5.0%} of roofline",
-              flush=True)
+        print(f"{name:7} paired round {r}: {tps:7.1f} tok/s, probe {probe / 1e9:5.1f} GB/s, "
+              f"{shares[-1]:5.0%} of roofline", flush=True)
     shares.sort()
     print(f"{name:7} compiled, paired over {rounds} rounds: median {shares[len(shares) // 2]:.0%} of the roofline "
           f"(range {shares[0]:.0%}-{shares[-1]:.0%}; {sum(s >= 0.8 for s in shares)} of {rounds} at 80% or more)")

@@ -58,7 +58,8 @@ def _build():
             flags = {"avx512": ["-mavx512f", "-mavx512dq", "-mfma"], "avx2": ["-mavx2", "-mfma"]}.get(capability, [])
             name = f"slm_llama_step_{capability}"
             root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
-            build = Path(root) / f"slm-torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}" / name
+            versions = f"slm-torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}"
+            build = Path(root) / versions / name
             if not (build / f"{name}.so").exists():
                 print("slm: building the C++ decoding step (once per machine and torch version, about 40 s)",
                       file=sys.stderr)
