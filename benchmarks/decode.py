@@ -53,11 +53,13 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def slm_decode_tps(model, prompt: list[int], tokens: int, repeats: int, compile: bool | str = False,
-                   engine: Engine | None = None) -> float:
-    if engine is None:
-        engine = Engine(model, compile=compile)
-        engine.warm_up()  # with compile: every cache window's graph, compiled outside the timings
+def slm_engine(model, compile: bool | str = False) -> Engine:
+    engine = Engine(model, compile=compile)
+    engine.warm_up()  # with the inductor graph: every cache window's graph, compiled outside the timings
+    return engine
+
+
+def slm_decode_tps(engine: Engine, prompt: list[int], tokens: int, repeats: int) -> float:
     run = lambda n: engine.generate([prompt], SamplingParams(max_tokens=n, ignore_eos=True))
     run(4)  # warm-up
     return (tokens - 1) / (best_of(lambda: run(tokens), repeats) - best_of(lambda: run(1), repeats))
@@ -178,7 +180,7 @@ def main() -> None:
             # The host's bandwidth drifts within a run: each row's roofline uses the higher of two probes taken
             # just before and just after its timings.
             near = memory_bandwidth()
-            tps = slm_decode_tps(m, prompt, args.tokens, args.repeats, compile=compile)
+            tps = slm_decode_tps(slm_engine(m, compile), prompt, args.tokens, args.repeats)
             near = max(near, memory_bandwidth())
             wb = weight_bytes(m)
             roof = near / wb
@@ -208,13 +210,12 @@ def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: in
     """% of the roofline with the drift taken out: each round times the compiled engine (best of 2) and then
     probes the bandwidth (best of 5 sums), and the round's share is its decode speed over the roofline of the
     probe taken right after it. The rows above time each variant seconds apart from the probes around them,
-    while this host's bandwidth swings between about 28 and 55 GB/s over minutes."""
-    engine = Engine(model, compile=True)
-    engine.warm_up()
+    while this host's bandwidth can jump between about 28 and 55 GB/s from one second to the next."""
+    engine = slm_engine(model, compile=True)
     wb = weight_bytes(model)
     shares = []
     for r in range(rounds):
-        tps = slm_decode_tps(model, prompt, tokens, 2, compile=True, engine=engine)
+        tps = slm_decode_tps(engine, prompt, tokens, 2)
         probe = memory_bandwidth()
         shares.append(tps * wb / probe)
         print(f"{name:7} paired round {r}: {tps:7.1f} tok/s, probe {probe / 1e9:5.1f} GB/s, "

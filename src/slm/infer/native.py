@@ -116,7 +116,6 @@ class NativeStep:
         def weights(get):
             return [get(b).weight.detach() for b in blocks]
 
-        self.model = model
         self._impl = _build().LlamaStep(
             model.embed.weight.detach(), weights(lambda b: b.attn_norm), weights(lambda b: b.attn.qkv_proj),
             weights(lambda b: b.attn.o_proj), weights(lambda b: b.mlp_norm), weights(lambda b: b.mlp.gate_up_proj),
