@@ -88,14 +88,11 @@ def test_native_step_reads_the_current_weights(make_config):
 @pytest.mark.parametrize("overrides,prepare,reason", [
     (dict(arch="phi", n_kv_heads=4, rotary_fraction=0.5), dict(compile=True), "Llama-family"),
     (dict(), dict(int8=True, compile=True), "int8"),
-    (dict(), dict(input_major=False), "fused decoding layout"),
+    (dict(), None, "fused decoding layout"),  # plain weights, never fused
 ], ids=["phi", "int8", "unfused"])
 def test_models_the_native_step_does_not_cover_decode_through_inductor(make_config, overrides, prepare, reason):
     model = Decoder(make_config(300, **overrides)).init_weights(seed=0).eval()
-    if prepare.get("input_major") is False:  # plain weights, never fused
-        prepared = model
-    else:
-        prepared = prepare_for_decoding(model, **prepare)
+    prepared = model if prepare is None else prepare_for_decoding(model, **prepare)
     assert reason in unsupported(prepared)
     assert isinstance(Engine(prepared, compile=True).compiled_step, CompiledStep)
     with pytest.raises(SlmError, match=reason):
