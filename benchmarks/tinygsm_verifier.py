@@ -218,10 +218,9 @@ def main() -> None:
         settings["data"]["verifier_problems"] = args.verifier_problems
     cfg = build(P.TinyGSMConfig, settings)
     cache = run / f"seed-{args.seed}" / f"verifier-variants-{args.setting}-{cfg.data.verifier_problems}.json"
-    if cache.is_file():
-        cached = json.loads(cache.read_text())
-    else:
-        cached = build_samples(cfg, run, args.seed, args.setting)
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if cached.get("settings") != settings:  # none yet, or from an earlier run in the same directory
+        cached = {"settings": settings, **build_samples(cfg, run, args.seed, args.setting)}
         atomic_write_text(cache, json.dumps(cached))
     generator, tokenizer = slm.load(run / f"seed-{args.seed}" / "generator-final")
     base = generator
