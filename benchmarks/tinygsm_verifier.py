@@ -49,49 +49,35 @@ VARIANT_PARTS = {"paper", "balanced", "layers", "probs", "lm"}
 def build_samples(cfg, run: Path, seed: int, setting: str):
     """Verifier samples [(question index, prompt ids, completion ids, correct)], test samples and greedy."""
     import slm
-    from slm.models import load_model
     from slm.recipes.tinygsm import filters, problems
     from slm.recipes.tinygsm import pipeline as P
-    from slm.recipes.tinygsm.formats import answers_match
-    from slm.train import checkpoint as ckpt
 
     data = P.build_data(cfg, seed)
     verifier_qs, test = data["verifier"], data["test"]
     if setting == "seen":
-        kept, _ = problems.template_split(problems.all_templates(cfg.data.max_steps), cfg.data.held_out_fraction, seed)
+        kept, _ = problems.template_split(problems.all_templates(cfg.data.max_steps), cfg.data.held_out_fraction,
+                                          seed)
         known = {p.question for p in data["train"]}
 
         def fresh(n, tag):
             made, _ = filters.apply_filters(problems.generate(kept, n, seed=f"{seed}:{tag}"), cfg.data.min_words)
             return [p for p in made if p.question not in known]
 
-        verifier_qs, test = fresh(cfg.data.verifier_problems, "verifier-seen"), fresh(cfg.data.test_problems, "test-seen")
+        verifier_qs = fresh(cfg.data.verifier_problems, "verifier-seen")
+        test = fresh(cfg.data.test_problems, "test-seen")
     generator, tokenizer = slm.load(run / f"seed-{seed}" / "generator-final")
-    v, e = cfg.verifier, cfg.eval
-    questions = [p.question for p in verifier_qs]
-    train = []
-    for step, path in ckpt.list_checkpoints(run / f"seed-{seed}" / "generator"):
-        snapshot = load_model(path)
-        for ti, temperature in enumerate(v.temperatures):
-            samples = P.sample_programs(snapshot, tokenizer, questions, v.samples, temperature, e.max_tokens,
-                                        seed=seed * 7919 + step * 31 + ti, batch_size=e.batch_size)
-            runs = P.run_completions(questions, samples, None)
-            for qi, (p, cs, rs) in enumerate(zip(verifier_qs, samples, runs)):
-                prompt = P.encode_prompt(tokenizer, p.question)
-                train += [(qi, prompt, c.token_ids, answers_match(r.value, p.answer)) for c, r in zip(cs, rs)]
-    test_qs = [p.question for p in test]
-    greedy = P.run_completions(test_qs, P.sample_programs(generator, tokenizer, test_qs, 1, 0.0, e.max_tokens, seed,
-                                                          e.batch_size), None)
-    sampled = P.sample_programs(generator, tokenizer, test_qs, e.n_samples, e.temperature, e.max_tokens,
-                                seed=seed * 104729 + 1, batch_size=e.batch_size)
-    runs = P.run_completions(test_qs, sampled, None)
+    prompts = [P.encode_prompt(tokenizer, p.question) for p in verifier_qs]
+    labelled = P.verifier_samples(cfg, seed, run / f"seed-{seed}" / "generator", tokenizer, verifier_qs, None)
+    e = cfg.eval
+    greedy = P.labelled_samples(generator, tokenizer, test, 1, 0.0, e.max_tokens, seed, e.batch_size, None)
+    sampled = P.labelled_samples(generator, tokenizer, test, e.n_samples, e.temperature, e.max_tokens,
+                                 seed=seed * 104729 + 1, batch_size=e.batch_size, workers=None)
     rows = []  # per question: (prompt + completion ids, returned value, correct, prompt length)
-    for p, cs, rs in zip(test, sampled, runs):
+    for p, row in zip(test, sampled):
         prompt = P.encode_prompt(tokenizer, p.question)
-        rows.append([(prompt + c.token_ids, r.value, answers_match(r.value, p.answer), len(prompt))
-                     for c, r in zip(cs, rs)])
-    return {"train": train, "test": rows, "golds": [p.answer for p in test],
-            "greedy": [answers_match(rs[0].value, p.answer) for p, rs in zip(test, greedy)]}
+        rows.append([(prompt + c.token_ids, r.value, ok, len(prompt)) for c, r, ok in row])
+    return {"train": [(i, prompts[i], c.token_ids, ok) for i, c, ok, _ in labelled], "test": rows,
+            "golds": [p.answer for p in test], "greedy": [row[0][2] for row in greedy]}
 
 
 def balanced(train, rng: random.Random):

@@ -245,6 +245,38 @@ def run_completions(questions: list[str], completions, workers: int | None):
     return out
 
 
+def labelled_samples(model, tokenizer, problems, n: int, temperature: float, max_tokens: int, seed: int,
+                     batch_size: int, workers: int | None):
+    """n programs per problem (sample_programs), each run in the sandbox and checked against the problem's
+    answer: per problem, [(Completion, Execution, correct)]."""
+    from slm.recipes.tinygsm.formats import answers_match
+
+    questions = [p.question for p in problems]
+    completions = sample_programs(model, tokenizer, questions, n, temperature, max_tokens, seed, batch_size)
+    runs = run_completions(questions, completions, workers)
+    return [[(c, r, answers_match(r.value, p.answer)) for c, r in zip(cs, rs)]
+            for p, cs, rs in zip(problems, completions, runs)]
+
+
+def verifier_samples(cfg: TinyGSMConfig, seed: int, generator_dir: Path, tokenizer, problems, workers: int | None):
+    """The verifier's data as the paper draws it: verifier.samples programs per problem from every generator
+    checkpoint at each temperature, labelled by execution: [(problem index, Completion, correct, source)]."""
+    from slm.models import load_model
+    from slm.train import checkpoint as ckpt
+
+    v, out = cfg.verifier, []
+    for step, path in ckpt.list_checkpoints(generator_dir):
+        snapshot = load_model(path)
+        for ti, temperature in enumerate(v.temperatures):
+            rows = labelled_samples(snapshot, tokenizer, problems, v.samples, temperature, cfg.eval.max_tokens,
+                                    seed=seed * 7919 + step * 31 + ti, batch_size=cfg.eval.batch_size,
+                                    workers=workers)
+            out += [(i, c, ok, f"step-{step}/T{temperature}") for i, row in enumerate(rows) for c, _, ok in row]
+            correct = sum(ok for row in rows for _, _, ok in row)
+            _say(f"seed {seed}: checkpoint {step}, T={temperature}: {correct}/{len(problems) * v.samples} correct")
+    return out
+
+
 # -------------------------------------------------------------------------------------------- training
 
 def _train(model, tokenizer, examples, steps, batch_size, seq_len, lr, min_lr, warmup, weight_decay, out_dir,
@@ -271,8 +303,6 @@ def _cuda() -> bool:
 def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
     import torch
 
-    import slm
-    from slm.recipes.tinygsm.formats import answers_match
     from slm.recipes.tinygsm.selection import Sample, selection_metrics
     from slm.recipes.tinygsm.verifier import score
 
@@ -299,23 +329,14 @@ def run_seed(cfg: TinyGSMConfig, seed: int, out_dir: Path) -> dict:
 
     # ---- test: greedy, N samples, execution, verifier scores
     e = cfg.eval
-    test_qs = [p.question for p in test]
-    greedy = sample_programs(generator, tokenizer, test_qs, 1, 0.0, e.max_tokens, seed, e.batch_size)
-    greedy_runs = run_completions(test_qs, greedy, workers)
-    greedy_ok = [answers_match(rs[0].value, p.answer) for p, rs in zip(test, greedy_runs)]
-    sampled = sample_programs(generator, tokenizer, test_qs, e.n_samples, e.temperature, e.max_tokens,
-                              seed=seed * 104729 + 1, batch_size=e.batch_size)
-    runs = run_completions(test_qs, sampled, workers)
+    greedy = labelled_samples(generator, tokenizer, test, 1, 0.0, e.max_tokens, seed, e.batch_size, workers)
+    greedy_ok = [row[0][2] for row in greedy]
+    sampled = labelled_samples(generator, tokenizer, test, e.n_samples, e.temperature, e.max_tokens,
+                               seed=seed * 104729 + 1, batch_size=e.batch_size, workers=workers)
     lap("test_sampling")
-    sequences = [encode_prompt(tokenizer, q) + c.token_ids for q, cs in zip(test_qs, sampled) for c in cs]
-    scores = score(verifier, sequences, pad_id=tokenizer.pad_token_id)
-    per_question, k = [], 0
-    for p, rs in zip(test, runs):
-        row = []
-        for r in rs:
-            row.append(Sample(r.value, answers_match(r.value, p.answer), scores[k]))
-            k += 1
-        per_question.append(row)
+    sequences = [encode_prompt(tokenizer, p.question) + c.token_ids for p, row in zip(test, sampled) for c, _, _ in row]
+    scores = iter(score(verifier, sequences, pad_id=tokenizer.pad_token_id))
+    per_question = [[Sample(r.value, ok, next(scores)) for _, r, ok in row] for row in sampled]
     metrics = selection_metrics(per_question, [p.answer for p in test], greedy_ok)
     lap("test_scoring")
     from slm.io import atomic_write_text
@@ -370,10 +391,7 @@ def _train_generator(cfg: TinyGSMConfig, seed: int, out_dir: Path, train):
 def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tokenizer, verifier_qs, train, lap):
     """Samples from every generator checkpoint at each temperature, labelled by execution; then the verifier.
     A verifier that finished with the same settings (out_dir/verifier + verifier.json) is reused."""
-    from slm.models import load_model
-    from slm.recipes.tinygsm.formats import answers_match
     from slm.recipes.tinygsm.verifier import Verifier, verifier_example, verifier_loss
-    from slm.train import checkpoint as ckpt
 
     v = cfg.verifier
     marker = out_dir / "verifier-settings.json"
@@ -381,24 +399,11 @@ def _train_verifier(cfg: TinyGSMConfig, seed: int, out_dir: Path, generator, tok
     if marker.is_file() and json.loads(marker.read_text()).get("settings") == settings:
         _say(f"seed {seed}: reusing the verifier in {out_dir / 'verifier'}")
         return Verifier.load(out_dir / "verifier"), json.loads(marker.read_text())["info"]
-    questions = [p.question for p in verifier_qs]
     workers = cfg.sandbox_workers or None
-    verifier_examples, correct_count = [], 0
-    for step, path in ckpt.list_checkpoints(out_dir / "generator"):
-        snapshot = load_model(path)
-        for ti, temperature in enumerate(v.temperatures):
-            samples = sample_programs(snapshot, tokenizer, questions, v.samples, temperature, cfg.eval.max_tokens,
-                                      seed=seed * 7919 + step * 31 + ti, batch_size=cfg.eval.batch_size)
-            runs = run_completions(questions, samples, workers)
-            here = 0
-            for p, q, cs, rs in zip(verifier_qs, questions, samples, runs):
-                prompt = encode_prompt(tokenizer, q)
-                for c, r in zip(cs, rs):
-                    ok = answers_match(r.value, p.answer)
-                    here += ok
-                    verifier_examples.append(verifier_example(prompt, c.token_ids, ok, f"step-{step}/T{temperature}"))
-            correct_count += here
-            _say(f"seed {seed}: checkpoint {step}, T={temperature}: {here}/{len(questions) * v.samples} correct")
+    prompts = [encode_prompt(tokenizer, p.question) for p in verifier_qs]
+    labelled = verifier_samples(cfg, seed, out_dir / "generator", tokenizer, verifier_qs, workers)
+    verifier_examples = [verifier_example(prompts[i], c.token_ids, ok, source) for i, c, ok, source in labelled]
+    correct_count = sum(ok for _, _, ok, _ in labelled)
     if v.contrast_pairs:
         from slm.recipes.tinygsm.negatives import contrast_pairs
 
