@@ -28,7 +28,7 @@ import torch
 
 import slm
 from slm.infer import Engine, SamplingParams
-from slm.infer.quant import prepare_for_decoding, quantize_int8, weight_bytes
+from slm.infer.quant import decoding_weights, prepare_for_decoding, quantize_int8, weight_bytes
 from slm.models import Decoder, preset
 
 
@@ -131,8 +131,8 @@ def main() -> None:
     ap.add_argument("--hf-compile", action="store_true",
                     help="also time transformers with a static cache and a compiled forward (the peer for fp32-comp)")
     ap.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
-                    help="also measure the compiled engine's %% of the roofline in this many rounds, each decode "
-                         "timing paired with a probe right after it (median over rounds)")
+                    help="also measure the compiled engine's %% of the roofline (fp32 and int8) in this many rounds, "
+                         "each decode timing paired with a probe right after it (medians over rounds and slices)")
     ap.add_argument("--speculative", action="store_true", help="also time speculative decoding (micro target)")
     ap.add_argument("--only-speculative", action="store_true", help="skip the table, time speculative decoding only")
     args = ap.parse_args()
@@ -170,12 +170,13 @@ def main() -> None:
             del hf
         # fp32: the checkpoint as loaded; fp32-fast and int8: the layout slm decodes with (Engine.from_pretrained).
         # -comp: the compiled decoding step (Engine(compile=True), `slm generate --compile [--int8]`): slm's C++
-        # step for fp32 Llama models (slm.infer.native), the inductor graph for int8; -ind: the inductor graph.
+        # step for Llama models (slm.infer.native), fp32 or int8; -ind: the inductor graph.
         compiled = prepare_for_decoding(copy.deepcopy(model), compile=True)
+        compiled_int8 = prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True)
         variants = (("fp32", model, False), ("fp32-fast", prepare_for_decoding(copy.deepcopy(model)), False),
                     ("fp32-comp", compiled, True), ("fp32-ind", compiled, "inductor"),
                     ("int8", prepare_for_decoding(copy.deepcopy(model), int8=True), False),
-                    ("int8-comp", prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True), True))
+                    ("int8-comp", compiled_int8, True), ("int8-ind", compiled_int8, "inductor"))
         for label, m, compile in variants:
             # The host's bandwidth drifts within a run: each row's roofline uses the higher of two probes taken
             # just before and just after its timings.
@@ -200,29 +201,65 @@ def main() -> None:
         print(f"{name:7} {label:9} {tps:10.1f} tok/s {tps * wb / 1e9:6.1f} GB/s {tps / (peak / wb):6.0%}")
     if args.paired:
         for name, model in models.items():
-            paired_roofline(name, prepare_for_decoding(copy.deepcopy(model), compile=True), prompt, args.tokens,
-                            args.paired)
+            for int8 in (False, True):
+                paired_roofline(f"{name} {'int8' if int8 else 'fp32'}",
+                                prepare_for_decoding(copy.deepcopy(model), int8=int8, compile=True), prompt,
+                                args.tokens, args.paired)
     if args.speculative and {"nano", "micro"} <= set(models):
         speculative(models["micro"], models["nano"], prompt, args.tokens)
 
 
-def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: int) -> None:
-    """% of the roofline with the drift taken out: each round times the compiled engine (best of 2) and then
-    probes the bandwidth (best of 5 sums), and the round's share is its decode speed over the roofline of the
-    probe taken right after it. The rows above time each variant seconds apart from the probes around them,
-    while this host's bandwidth can jump between about 28 and 55 GB/s from one second to the next."""
+def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: int, slice_tokens: int = 16) -> None:
+    """% of the roofline with the host's drift taken out, measured two ways per round.
+
+    By round: the compiled engine's decode speed (best of 2) over the roofline of a probe (best of 5 sums)
+    taken right after it. This host's bandwidth can jump between about 28 and 55 GB/s from one second to the
+    next, and the two sides are not measured alike: a best of 5 short sums catches a fast spell that a
+    decode run of half a second averages away.
+    By slice: one generation is cut into slices of `slice_tokens` tokens (about 60 ms on micro), and after
+    each slice the same 1 GiB tensor is summed once (about 30 ms). Each slice's share is its decode speed over
+    the roofline of the sum right after it: both sides are single measurements a few ms apart.
+    Each slice is also followed by one sum of a contiguous copy of the model's weight bytes: the ceiling for
+    any decoder, a pure read of exactly the bytes a token needs, with no products, barriers or attention."""
     engine = slm_engine(model, compile=True)
     wb = weight_bytes(model)
-    shares = []
+    weights = torch.cat([t.detach().flatten() for t in decoding_weights(model)])
+    probe_tensor = torch.rand(2**28)  # 1 GiB, as memory_bandwidth() reads
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    by_round, by_slice, ceiling, of_ceiling = [], [], [], []
+
+    def sum_rate(x: torch.Tensor) -> float:
+        t0 = time.perf_counter()
+        x.sum()
+        return x.numel() * x.element_size() / (time.perf_counter() - t0)
+
     for r in range(rounds):
         tps = slm_decode_tps(engine, prompt, tokens, 2)
-        probe = memory_bandwidth()
-        shares.append(tps * wb / probe)
-        print(f"{name:7} paired round {r}: {tps:7.1f} tok/s, probe {probe / 1e9:5.1f} GB/s, "
-              f"{shares[-1]:5.0%} of roofline", flush=True)
-    shares.sort()
-    print(f"{name:7} compiled, paired over {rounds} rounds: median {shares[len(shares) // 2]:.0%} of the roofline "
-          f"(range {shares[0]:.0%}-{shares[-1]:.0%}; {sum(s >= 0.8 for s in shares)} of {rounds} at 80% or more)")
+        by_round.append(tps * wb / memory_bandwidth())
+        seq = engine.new_sequence(prompt, SamplingParams(max_tokens=tokens, ignore_eos=True), track_text=False)
+        steps = engine.steps([seq])
+        next(steps)  # the prefill and the first token are not decoding
+        slices = []
+        for _ in range((tokens - 1) // slice_tokens):
+            t0 = time.perf_counter()
+            for _ in range(slice_tokens):
+                next(steps)
+            decoded = slice_tokens * wb / (time.perf_counter() - t0)
+            probe, stream = sum_rate(probe_tensor), sum_rate(weights)
+            slices.append(decoded / probe)
+            ceiling.append(stream / probe)
+            of_ceiling.append(decoded / stream)
+        steps.close()
+        by_slice += slices
+        print(f"{name:10} paired round {r}: {tps:7.1f} tok/s, {by_round[-1]:5.0%} of the roofline by round; "
+              f"by slice median {median(slices):5.0%} (range {min(slices):.0%}-{max(slices):.0%})", flush=True)
+    print(f"{name:10} compiled, by round over {rounds} rounds: median {median(by_round):.0%} of the roofline "
+          f"(range {min(by_round):.0%}-{max(by_round):.0%}; {sum(s >= 0.8 for s in by_round)} of {rounds} at 80% or more)")
+    print(f"{name:10} compiled, by slice over {len(by_slice)} slices of {slice_tokens} tokens: median "
+          f"{median(by_slice):.0%} of the roofline (quartiles {sorted(by_slice)[len(by_slice) // 4]:.0%}-"
+          f"{sorted(by_slice)[3 * len(by_slice) // 4]:.0%}; {sum(s >= 0.8 for s in by_slice)} of {len(by_slice)} at 80% "
+          f"or more); a plain sum of the same weights: median {median(ceiling):.0%} of the roofline; decoding "
+          f"{median(of_ceiling):.0%} of that sum")
 
 
 def speculative(target, draft, prompt, tokens) -> None:

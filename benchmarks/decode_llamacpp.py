@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         for name in args.presets:
             model = slm.models.Decoder(slm.preset(name)).init_weights(0).eval()
             int8 = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
-            # The compiled step (slm generate --compile: the C++ step for fp32, the inductor graph for int8),
+            # The compiled step (slm generate --compile: the C++ step, fp32 or int8),
             # built and compiled here, before the timings.
             compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
             compiled_int8 = Engine(prepare_for_decoding(copy.deepcopy(model), int8=True, compile=True),

@@ -14,10 +14,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "(the embedding table stays float)")
     p.add_argument("--compile", nargs="?", const=True, default=False, choices=[True, "native", "inductor"],
                    metavar="native|inductor",
-                   help="decode one-row batches through a compiled step: slm's C++ step for fp32 Llama-family "
-                        "models on CPU (built once, about 40 s), otherwise one torch.export + inductor graph per "
-                        "cache length (seconds each, a minute or more the first time); either needs a C++ "
-                        "compiler on CPU. A value picks one; combines with --int8 (inductor)")
+                   help="decode one-row batches through a compiled step: slm's C++ step for fp32 or int8 "
+                        "Llama-family models on CPU (built once, about 40 s), otherwise one torch.export + inductor "
+                        "graph per cache length (seconds each, a minute or more the first time); either needs a "
+                        "C++ compiler on CPU. A value picks one; combines with --int8")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 

@@ -11,9 +11,10 @@ micro step alone is 1.2-1.4x faster than the inductor graph, and decoding throug
 (docs/benchmarks.md).
 
 It covers what most small models are: arch "llama" in the fused decoding layout
-(prepare_for_decoding(model, compile=True)), fp32 weights without biases, on CPU, one row at a time.
-`Engine(compile=True)` uses it for such models and the inductor graph for the rest (phi, int8, bf16,
-CUDA); `Engine(compile="inductor")` always takes the graph.
+(prepare_for_decoding(model, compile=True), with or without int8=True), fp32 or int8 linear weights without
+biases, on CPU, one row at a time. int8 rows are converted to fp32 as they are read and multiplied in fp32,
+then scaled per row, as the compiled int8 graph does. `Engine(compile=True)` uses it for such models and the
+inductor graph for the rest (phi, bf16, CUDA); `Engine(compile="inductor")` always takes the graph.
 
 The extension is compiled on first use with torch.utils.cpp_extension (a C++ compiler and ninja; about
 40 s once, then cached under ~/.cache/torch_extensions).
@@ -31,8 +32,10 @@ import torch
 from torch import nn
 
 from slm.errors import SlmError
+from slm.infer.quant import QuantLinear
 
 _SOURCE = Path(__file__).parent / "csrc" / "llama_step.cpp"
+_NO_SCALE = torch.empty(0)
 _extension = None
 _lock = threading.Lock()
 
@@ -91,11 +94,18 @@ def unsupported(model: nn.Module) -> str | None:
         if block.attn.qkv_proj is None or block.mlp.gate_up_proj is None:
             return "it needs the fused decoding layout: prepare_for_decoding(model, compile=True)"
         linears = (block.attn.qkv_proj, block.attn.o_proj, block.mlp.gate_up_proj, block.mlp.down_proj)
-        if not all(isinstance(m, nn.Linear) for m in linears):
-            return "it multiplies float [out, in] weights (int8 models decode through the inductor graph)"
-    if not isinstance(model.lm_head, nn.Linear) or model.lm_head.bias is not None:
-        return "it needs a float LM head without a bias"
+        if not all(isinstance(m, (nn.Linear, QuantLinear)) for m in linears):
+            return "it multiplies [out, in] fp32 or int8 weights (nn.Linear, QuantLinear)"
+    if not isinstance(model.lm_head, (nn.Linear, QuantLinear)) or model.lm_head.bias is not None:
+        return "it needs an fp32 or int8 LM head without a bias"
     return None
+
+
+def _linear(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, scale) as the C++ step takes a linear: int8 rows and their scales, or fp32 rows and no scale."""
+    if isinstance(module, QuantLinear):
+        return module.weight_int8, module.scale
+    return module.weight.detach(), _NO_SCALE
 
 
 class NativeStep:
@@ -113,13 +123,16 @@ class NativeStep:
         cfg = model.config
         blocks = model.layers
 
-        def weights(get):
+        def norms(get):
             return [get(b).weight.detach() for b in blocks]
 
+        def linears(get):
+            return [_linear(get(b)) for b in blocks]
+
         self._impl = _build().LlamaStep(
-            model.embed.weight.detach(), weights(lambda b: b.attn_norm), weights(lambda b: b.attn.qkv_proj),
-            weights(lambda b: b.attn.o_proj), weights(lambda b: b.mlp_norm), weights(lambda b: b.mlp.gate_up_proj),
-            weights(lambda b: b.mlp.down_proj), model.norm.weight.detach(), model.lm_head.weight.detach(),
+            model.embed.weight.detach(), norms(lambda b: b.attn_norm), linears(lambda b: b.attn.qkv_proj),
+            linears(lambda b: b.attn.o_proj), norms(lambda b: b.mlp_norm), linears(lambda b: b.mlp.gate_up_proj),
+            linears(lambda b: b.mlp.down_proj), model.norm.weight.detach(), _linear(model.lm_head),
             model.rope_cos, model.rope_sin, cfg.n_heads, cfg.n_kv_heads, cfg.norm_eps)
         self.logits = torch.empty(1, cfg.vocab_size)
         # Two argmax buffers used in turn: a token the engine holds stays valid through the next step.

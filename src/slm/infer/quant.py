@@ -162,13 +162,13 @@ def prepare_for_decoding(model: nn.Module, int8: bool = False, input_major: bool
     return model
 
 
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes one decoded token must read: every linear (float or int8 + scales) and norm weight.
+def decoding_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors one decoded token must read: every linear (float, or int8 and its scales) and norm weight.
 
     Embedding tables are skipped (a lookup reads one row) unless they double as the LM head, in which case
     the head counts them; rotary tables and other buffers are not weights.
     """
-    total, seen = 0, set()
+    out, seen = [], set()
     for module in model.modules():
         if isinstance(module, nn.Embedding):
             continue
@@ -177,5 +177,10 @@ def weight_bytes(model: nn.Module) -> int:
         for t in tensors:
             if id(t) not in seen:
                 seen.add(id(t))
-                total += t.numel() * t.element_size()
-    return total
+                out.append(t)
+    return out
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes one decoded token must read (decoding_weights): what the batch-1 roofline divides by."""
+    return sum(t.numel() * t.element_size() for t in decoding_weights(model))

@@ -5,7 +5,9 @@
 // the cache write and attention are split by KV head. Before each barrier a thread asks for the start of its
 // share of the next matrix, so the memory stays busy across it. A layer costs five barriers; the step is one call
 // from Python. The arithmetic is the model's (slm.models.decoder, layers): RMSNorm in fp32, rotate-half rotary
-// embedding on the first `rotary_dim` channels, grouped-query attention over the cache, SwiGLU.
+// embedding on the first `rotary_dim` channels, grouped-query attention over the cache, SwiGLU. Each linear
+// is fp32 or int8 with a per-row scale (slm.infer.quant.QuantLinear), multiplied in fp32 as the compiled
+// int8 graph does: (x . int8 row) * scale.
 #include <torch/extension.h>
 
 #include <omp.h>
@@ -14,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -46,6 +49,63 @@ inline float dot(const float* w, const float* x, int64_t n) {
   return s;
 }
 
+// sum_i w[i] * x[i] over int8 weights, converted to fp32 as they are read.
+inline float dot_int8(const int8_t* w, const float* x, int64_t n) {
+  int64_t i = 0;
+  float s = 0.f;
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (; i + 32 <= n; i += 32) {
+    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))));
+    const __m512 w1 =
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 16))));
+    a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), a0);
+    a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), a1);
+  }
+  s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#else
+  float p[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) p[j] += float(w[i + j]) * x[i + j];
+  for (int j = 0; j < 8; ++j) s += p[j];
+#endif
+  for (; i < n; ++i) s += float(w[i]) * x[i];
+  return s;
+}
+
+// One linear layer's weight [rows, cols]: fp32, or int8 with a per-row scale. It keeps the tensors (the model's
+// own, not copies) and their data pointers, which the product loops read once per row.
+struct Matrix {
+  at::Tensor weight, scale;  // scale: empty for fp32
+  int64_t rows = 0, cols = 0;
+  const float* f32 = nullptr;
+  const int8_t* i8 = nullptr;
+  const float* scales = nullptr;
+
+  Matrix(at::Tensor w, at::Tensor s) : weight(std::move(w)), scale(std::move(s)) {
+    TORCH_CHECK(weight.dim() == 2 && weight.device().is_cpu() && weight.is_contiguous(),
+                "every linear weight must be a contiguous 2-D CPU tensor");
+    rows = weight.size(0);
+    cols = weight.size(1);
+    if (scale.numel() > 0) {
+      TORCH_CHECK(weight.scalar_type() == at::kChar, "a linear with scales needs int8 weights");
+      TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.device().is_cpu() && scale.is_contiguous() &&
+                      scale.numel() == rows,
+                  "int8 weights need one fp32 scale per row");
+      i8 = weight.data_ptr<int8_t>();
+      scales = scale.data_ptr<float>();
+    } else {
+      TORCH_CHECK(weight.scalar_type() == at::kFloat, "a linear without scales needs fp32 weights");
+      f32 = weight.data_ptr<float>();
+    }
+  }
+  int64_t row_bytes() const { return cols * (i8 ? 1 : int64_t(sizeof(float))); }
+  const char* bytes() const { return i8 ? reinterpret_cast<const char*>(i8) : reinterpret_cast<const char*>(f32); }
+  float row_dot(int64_t r, const float* x) const {
+    return i8 ? dot_int8(i8 + r * cols, x, cols) * scales[r] : dot(f32 + r * cols, x, cols);
+  }
+};
+
 // out = weight * x / sqrt(mean(x^2) + eps), as RMSNorm computes it.
 inline void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps) {
   double ss = 0.0;
@@ -72,11 +132,12 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int tid, int threads) {
 }
 
 // Ask for the first `bytes` of this thread's share of the next matrix while waiting at a barrier, so the
-// memory system keeps streaming across the barrier instead of starting cold after it.
-inline void prefetch(const float* w, int64_t rows, int64_t cols, int tid, int threads, int64_t bytes) {
+// memory system keeps streaming across the barrier instead of starting cold after it. `rows` is the number
+// of rows shared out (the gate rows of gate_up, whose up rows follow them).
+inline void prefetch(const Matrix& m, int64_t rows, int tid, int threads, int64_t bytes) {
   const auto [begin, end] = share(rows, tid, threads);
-  const char* p = reinterpret_cast<const char*>(w + begin * cols);
-  const int64_t n = std::min<int64_t>(bytes, (end - begin) * cols * int64_t(sizeof(float)));
+  const char* p = m.bytes() + begin * m.row_bytes();
+  const int64_t n = std::min<int64_t>(bytes, (end - begin) * m.row_bytes());
   for (int64_t i = 0; i < n; i += 64) __builtin_prefetch(p + i, 0, 3);
 }
 
@@ -88,36 +149,47 @@ const float* f32(const at::Tensor& t, const char* what) {
 
 }  // namespace
 
+using Linear = std::tuple<at::Tensor, at::Tensor>;  // (weight, scale): an empty scale for fp32 weights
+
+std::vector<Matrix> matrices(const std::vector<Linear>& linears) {
+  std::vector<Matrix> out;
+  for (const auto& [weight, scale] : linears) out.emplace_back(weight, scale);
+  return out;
+}
+
 class LlamaStep {
  public:
-  LlamaStep(at::Tensor embed, std::vector<at::Tensor> attn_norm, std::vector<at::Tensor> qkv,
-            std::vector<at::Tensor> o, std::vector<at::Tensor> mlp_norm, std::vector<at::Tensor> gate_up,
-            std::vector<at::Tensor> down, at::Tensor norm, at::Tensor lm_head, at::Tensor cos, at::Tensor sin,
-            int64_t n_heads, int64_t n_kv_heads, double eps)
-      : embed_(embed), attn_norm_(attn_norm), qkv_(qkv), o_(o), mlp_norm_(mlp_norm), gate_up_(gate_up),
-        down_(down), norm_(norm), lm_head_(lm_head), cos_(cos), sin_(sin), heads_(n_heads), kv_heads_(n_kv_heads),
-        eps_(float(eps)) {
-    for (const auto* group : {&attn_norm, &qkv, &o, &mlp_norm, &gate_up, &down})
-      for (const auto& t : *group) f32(t, "every weight");
-    for (const auto* t : {&embed, &norm, &lm_head, &cos, &sin}) f32(*t, "every weight and rotary table");
-    layers_ = int64_t(qkv.size());
-    for (const auto* group : {&attn_norm, &o, &mlp_norm, &gate_up, &down})
-      TORCH_CHECK(int64_t(group->size()) == layers_, "every layer needs each of its six weights");
+  LlamaStep(at::Tensor embed, std::vector<at::Tensor> attn_norm, std::vector<Linear> qkv, std::vector<Linear> o,
+            std::vector<at::Tensor> mlp_norm, std::vector<Linear> gate_up, std::vector<Linear> down, at::Tensor norm,
+            Linear lm_head, at::Tensor cos, at::Tensor sin, int64_t n_heads, int64_t n_kv_heads, double eps)
+      : embed_(embed), attn_norm_(attn_norm), qkv_(matrices(qkv)), o_(matrices(o)), mlp_norm_(mlp_norm),
+        gate_up_(matrices(gate_up)), down_(matrices(down)), norm_(norm),
+        lm_head_(std::get<0>(lm_head), std::get<1>(lm_head)), cos_(cos), sin_(sin), heads_(n_heads),
+        kv_heads_(n_kv_heads), eps_(float(eps)) {
+    for (const auto* group : {&attn_norm, &mlp_norm})
+      for (const auto& t : *group) f32(t, "every norm weight");
+    for (const auto* t : {&embed, &norm, &cos, &sin}) f32(*t, "the embedding, the final norm and the rotary tables");
+    layers_ = int64_t(qkv_.size());
+    TORCH_CHECK(layers_ > 0, "a model needs at least one layer");
+    for (size_t n : {attn_norm_.size(), o_.size(), mlp_norm_.size(), gate_up_.size(), down_.size()})
+      TORCH_CHECK(int64_t(n) == layers_, "every layer needs each of its six weights");
     dim_ = embed.size(1);
-    vocab_ = lm_head.size(0);
-    head_dim_ = qkv[0].size(0) / (heads_ + 2 * kv_heads_);
-    ffn_ = down[0].size(1);
+    vocab_ = lm_head_.rows;
+    head_dim_ = qkv_[0].rows / (heads_ + 2 * kv_heads_);
+    ffn_ = down_[0].cols;
     rot_ = cos.size(1);
     max_len_ = cos.size(0);
-    TORCH_CHECK(qkv[0].size(0) == (heads_ + 2 * kv_heads_) * head_dim_, "qkv rows do not match the head counts");
+    TORCH_CHECK(qkv_[0].rows == (heads_ + 2 * kv_heads_) * head_dim_, "qkv rows do not match the head counts");
     TORCH_CHECK(heads_ % kv_heads_ == 0, "n_kv_heads must divide n_heads");
+    TORCH_CHECK(lm_head_.cols == dim_, "the LM head does not match the model's width");
     for (int64_t l = 0; l < layers_; ++l) {
-      TORCH_CHECK(qkv[l].size(1) == dim_ && o[l].size(0) == dim_ && o[l].size(1) == heads_ * head_dim_ &&
-                      gate_up[l].size(0) == 2 * ffn_ && gate_up[l].size(1) == dim_ && down[l].size(0) == dim_,
+      TORCH_CHECK(qkv_[l].rows == qkv_[0].rows && qkv_[l].cols == dim_ && o_[l].rows == dim_ &&
+                      o_[l].cols == heads_ * head_dim_ && gate_up_[l].rows == 2 * ffn_ && gate_up_[l].cols == dim_ &&
+                      down_[l].rows == dim_ && down_[l].cols == ffn_,
                   "layer ", l, " has weights of unexpected shapes");
     }
     x_.resize(dim_);
-    qkv_out_.resize(qkv[0].size(0));
+    qkv_out_.resize(qkv_[0].rows);
     attn_.resize(heads_ * head_dim_);
     ff_.resize(ffn_);
     scores_.resize(heads_ * max_len_);
@@ -155,12 +227,10 @@ class LlamaStep {
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
       std::vector<float> h(std::max(dim_, ffn_));  // this thread's normalised input
       // A matrix-vector product over this thread's rows, then a prefetch of the next matrix, then the barrier.
-      auto product = [&](const at::Tensor& weight, const float* in, auto&& store, const at::Tensor* next) {
-        const float* w = weight.data_ptr<float>();
-        const int64_t cols = weight.size(1);
-        const auto [begin, end] = share(weight.size(0), tid, nt);
-        for (int64_t r = begin; r < end; ++r) store(r, dot(w + r * cols, in, cols));
-        if (next) prefetch(next->data_ptr<float>(), next->size(0), next->size(1), tid, nt, kPrefetchBytes);
+      auto product = [&](const Matrix& m, const float* in, auto&& store, const Matrix* next) {
+        const auto [begin, end] = share(m.rows, tid, nt);
+        for (int64_t r = begin; r < end; ++r) store(r, m.row_dot(r, in));
+        if (next) prefetch(*next, next->rows, tid, nt, kPrefetchBytes);
 #pragma omp barrier
       };
       for (int64_t l = 0; l < layers_; ++l) {
@@ -200,17 +270,17 @@ class LlamaStep {
         product(o_[l], attn_.data(), [&](int64_t r, float y) { x[r] += y; }, nullptr);
         rms_norm(x, mlp_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
         {  // gate and up rows r and ffn + r of one matrix, combined as silu(gate) * up
-          const float* w = gate_up_[l].data_ptr<float>();
+          const Matrix& m = gate_up_[l];
           const auto [begin, end] = share(ffn_, tid, nt);
           for (int64_t r = begin; r < end; ++r) {
-            const float gate = dot(w + r * dim_, h.data(), dim_);
-            const float up = dot(w + (ffn_ + r) * dim_, h.data(), dim_);
+            const float gate = m.row_dot(r, h.data());
+            const float up = m.row_dot(ffn_ + r, h.data());
             ff_[r] = gate / (1.f + std::exp(-gate)) * up;
           }
-          prefetch(down_[l].data_ptr<float>(), dim_, ffn_, tid, nt, kPrefetchBytes);
+          prefetch(down_[l], dim_, tid, nt, kPrefetchBytes);
 #pragma omp barrier
         }
-        const at::Tensor* next = l + 1 < layers_ ? &qkv_[l + 1] : &lm_head_;
+        const Matrix* next = l + 1 < layers_ ? &qkv_[l + 1] : &lm_head_;
         product(down_[l], ff_.data(), [&](int64_t r, float y) { x[r] += y; }, next);
       }
       rms_norm(x, norm_.data_ptr<float>(), h.data(), dim_, eps_);
@@ -224,8 +294,13 @@ class LlamaStep {
 
  private:
   at::Tensor embed_;
-  std::vector<at::Tensor> attn_norm_, qkv_, o_, mlp_norm_, gate_up_, down_;
-  at::Tensor norm_, lm_head_, cos_, sin_;
+  std::vector<at::Tensor> attn_norm_;
+  std::vector<Matrix> qkv_, o_;
+  std::vector<at::Tensor> mlp_norm_;
+  std::vector<Matrix> gate_up_, down_;
+  at::Tensor norm_;
+  Matrix lm_head_;
+  at::Tensor cos_, sin_;
   int64_t heads_, kv_heads_;
   float eps_;
   int64_t layers_, dim_, vocab_, head_dim_, ffn_, rot_, max_len_;
@@ -234,9 +309,9 @@ class LlamaStep {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<LlamaStep>(m, "LlamaStep", pybind11::module_local())
-      .def(pybind11::init<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
-                          std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor,
-                          at::Tensor, at::Tensor, at::Tensor, int64_t, int64_t, double>())
+      .def(pybind11::init<at::Tensor, std::vector<at::Tensor>, std::vector<Linear>, std::vector<Linear>,
+                          std::vector<at::Tensor>, std::vector<Linear>, std::vector<Linear>, at::Tensor, Linear,
+                          at::Tensor, at::Tensor, int64_t, int64_t, double>())
       // The step touches no Python object: other threads (a server's HTTP thread) run while it decodes.
       .def("step", &LlamaStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
