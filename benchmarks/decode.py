@@ -209,16 +209,19 @@ def main() -> None:
         speculative(models["micro"], models["nano"], prompt, args.tokens)
 
 
-def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: int, slice_tokens: int = 16) -> None:
+def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: int, slices: int = 6,
+                    slice_seconds: float = 0.064) -> None:
     """% of the roofline with the host's drift taken out, measured two ways per round.
 
     By round: the compiled engine's decode speed (best of 2) over the roofline of a probe (best of 5 sums)
     taken right after it. This host's bandwidth can jump between about 28 and 55 GB/s from one second to the
     next, and the two sides are not measured alike: a best of 5 short sums catches a fast spell that a
     decode run of half a second averages away.
-    By slice: one generation is cut into slices of `slice_tokens` tokens (about 60 ms on micro), and after
-    each slice the same 1 GiB tensor is summed once (about 30 ms). Each slice's share is its decode speed over
-    the roofline of the sum right after it: both sides are single measurements a few ms apart.
+    By slice: one generation is cut into `slices` slices of at least `slice_seconds` each (16 tokens or more,
+    sized from the round's speed), and after each slice the same 1 GiB tensor is summed once (about 30 ms).
+    Each slice's share is its decode speed over the roofline of the sum right after it: both sides are single
+    measurements a few ms apart. (The sum evicts the caches, so each slice starts cold: too short a slice
+    would charge that to decoding.)
     Each slice is also followed by one sum of a contiguous copy of the model's weight bytes: the ceiling for
     any decoder, a pure read of exactly the bytes a token needs, with no products, barriers or attention."""
     engine = slm_engine(model, compile=True)
@@ -236,26 +239,29 @@ def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: in
     for r in range(rounds):
         tps = slm_decode_tps(engine, prompt, tokens, 2)
         by_round.append(tps * wb / memory_bandwidth())
-        seq = engine.new_sequence(prompt, SamplingParams(max_tokens=tokens, ignore_eos=True), track_text=False)
+        slice_tokens = max(16, math.ceil(slice_seconds * tps))
+        length = min(slices * slice_tokens + 1, model.config.max_seq_len - len(prompt))
+        seq = engine.new_sequence(prompt, SamplingParams(max_tokens=length, ignore_eos=True), track_text=False)
         steps = engine.steps([seq])
         next(steps)  # the prefill and the first token are not decoding
-        slices = []
-        for _ in range((tokens - 1) // slice_tokens):
+        shares = []
+        for _ in range((length - 1) // slice_tokens):
             t0 = time.perf_counter()
             for _ in range(slice_tokens):
                 next(steps)
             decoded = slice_tokens * wb / (time.perf_counter() - t0)
             probe, stream = sum_rate(probe_tensor), sum_rate(weights)
-            slices.append(decoded / probe)
+            shares.append(decoded / probe)
             ceiling.append(stream / probe)
             of_ceiling.append(decoded / stream)
         steps.close()
-        by_slice += slices
+        by_slice += shares
         print(f"{name:10} paired round {r}: {tps:7.1f} tok/s, {by_round[-1]:5.0%} of the roofline by round; "
-              f"by slice median {median(slices):5.0%} (range {min(slices):.0%}-{max(slices):.0%})", flush=True)
+              f"by slices of {slice_tokens} tokens: median {median(shares):5.0%} "
+              f"(range {min(shares):.0%}-{max(shares):.0%})", flush=True)
     print(f"{name:10} compiled, by round over {rounds} rounds: median {median(by_round):.0%} of the roofline "
           f"(range {min(by_round):.0%}-{max(by_round):.0%}; {sum(s >= 0.8 for s in by_round)} of {rounds} at 80% or more)")
-    print(f"{name:10} compiled, by slice over {len(by_slice)} slices of {slice_tokens} tokens: median "
+    print(f"{name:10} compiled, by slice over {len(by_slice)} slices: median "
           f"{median(by_slice):.0%} of the roofline (quartiles {sorted(by_slice)[len(by_slice) // 4]:.0%}-"
           f"{sorted(by_slice)[3 * len(by_slice) // 4]:.0%}; {sum(s >= 0.8 for s in by_slice)} of {len(by_slice)} at 80% "
           f"or more); a plain sum of the same weights: median {median(ceiling):.0%} of the roofline; decoding "
