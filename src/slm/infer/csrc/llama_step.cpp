@@ -269,14 +269,15 @@ class LlamaStep {
         }
         product(o_[l], attn_.data(), [&](int64_t r, float y) { x[r] += y; }, nullptr);
         rms_norm(x, mlp_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
-        {  // gate and up rows r and ffn + r of one matrix, combined as silu(gate) * up
+        {  // silu(gate) * up over this thread's hidden units: its gate rows first, then its up rows (ffn_ + r).
+           // One stream at a time: reading each gate row next to its up row ran 3-7% slower on micro.
           const Matrix& m = gate_up_[l];
           const auto [begin, end] = share(ffn_, tid, nt);
           for (int64_t r = begin; r < end; ++r) {
             const float gate = m.row_dot(r, h.data());
-            const float up = m.row_dot(ffn_ + r, h.data());
-            ff_[r] = gate / (1.f + std::exp(-gate)) * up;
+            ff_[r] = gate / (1.f + std::exp(-gate));
           }
+          for (int64_t r = begin; r < end; ++r) ff_[r] *= m.row_dot(ffn_ + r, h.data());
           prefetch(down_[l], dim_, tid, nt, kPrefetchBytes);
 #pragma omp barrier
         }
