@@ -356,8 +356,9 @@ class Engine:
                     idx = torch.tensor(stay, device=dev, dtype=torch.long)
                     new_cache.select(stay)
                     cache.add_rows(new_cache)
-                    if not padded:  # every row so far saw every position
+                    if not padded:  # every row so far saw every position; mask and positions were not kept up
                         mask = mask.new_ones(len(active), cache.length)
+                        last_position = last_position.new_full((len(active), 1), cache.length - 1)
                         padded = True
                     new_mask = torch.cat([new_mask.new_zeros(len(stay), cache.length - new_mask.shape[1]),
                                           new_mask[idx]], dim=1)
@@ -370,8 +371,9 @@ class Engine:
                     seen = None  # rebuilt from every row's tokens at the next step
             if not active:
                 return
-            last_position = last_position + 1
-            if padded:
+            if padded:  # unpadded rows need neither: their positions follow the cache (and each op here costs
+                # tens of µs after a step has streamed the weights through the caches)
+                last_position = last_position + 1
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             greedy = None
             if self.compiled_step is not None and len(active) == 1 and not padded:

@@ -135,6 +135,7 @@ class NativeStep:
             linears(lambda b: b.mlp.down_proj), model.norm.weight.detach(), _linear(model.lm_head),
             model.rope_cos, model.rope_sin, cfg.n_heads, cfg.n_kv_heads, cfg.norm_eps)
         self.logits = torch.empty(1, cfg.vocab_size)
+        self._flat_logits = self.logits.view(-1)  # made once: each torch op per token costs tens of µs here
         # Two argmax buffers used in turn: a token the engine holds stays valid through the next step.
         self._argmax = [torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)]
         self.argmax: torch.Tensor | None = None
@@ -143,7 +144,7 @@ class NativeStep:
         if cache.k.shape[1] != 1:
             raise ValueError(f"the C++ step decodes one row, not {cache.k.shape[1]}")
         out = self._argmax[cache.length % 2]
-        self._impl.step(token.view(-1), cache.length, cache.k, cache.v, self.logits.view(-1), out)
+        self._impl.step(token, cache.length, cache.k, cache.v, self._flat_logits, out)
         cache.advance(1)
         self.argmax = out
         return self.logits
