@@ -32,16 +32,18 @@ from slm.infer.quant import decoding_weights, prepare_for_decoding, quantize_int
 from slm.models import Decoder, preset
 
 
+def sum_rate(x: torch.Tensor) -> float:
+    """Bytes/s of one sum over x: one reading of how fast its memory streams."""
+    t0 = time.perf_counter()
+    x.sum()
+    return x.numel() * x.element_size() / (time.perf_counter() - t0)
+
+
 def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
     """Bytes/s reading a large fp32 tensor (best of a few sums): what batch-1 decoding is bound by."""
     x = torch.rand(int(gib * 2**30 / 4))  # distinct pages: a constant tensor's pages can be merged by the host
     x.sum()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        x.sum()
-        best = min(best, time.perf_counter() - t0)
-    return x.numel() * 4 / best
+    return max(sum_rate(x) for _ in range(repeats))
 
 
 def best_of(fn, repeats: int) -> float:
@@ -230,12 +232,6 @@ def paired_roofline(name: str, model, prompt: list[int], tokens: int, rounds: in
     probe_tensor = torch.rand(2**28)  # 1 GiB, as memory_bandwidth() reads
     median = lambda xs: sorted(xs)[len(xs) // 2]
     by_round, by_slice, ceiling, of_ceiling = [], [], [], []
-
-    def sum_rate(x: torch.Tensor) -> float:
-        t0 = time.perf_counter()
-        x.sum()
-        return x.numel() * x.element_size() / (time.perf_counter() - t0)
-
     for r in range(rounds):
         tps = slm_decode_tps(engine, prompt, tokens, 2)
         by_round.append(tps * wb / memory_bandwidth())

@@ -1,10 +1,14 @@
 """Tiny models and tokenizers for the inference tests (all random weights; nothing downloads)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 import slm
+from slm.infer.quant import QuantLinear
 from slm.models import Decoder, ModelConfig
 
 
@@ -26,6 +30,26 @@ def one_thread():
 @pytest.fixture(scope="session")
 def make_config():
     return tiny_config
+
+
+def dequantized(model: Decoder) -> Decoder:
+    """A float copy of an int8 model: each QuantLinear as an nn.Linear holding its int8 rows times their scales,
+    the reference for decoding steps that multiply int8 weights in fp32."""
+    out = copy.deepcopy(model)
+    for module in list(out.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, QuantLinear):
+                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                linear.weight.data = child.dequantized_weight()
+                if child.bias is not None:
+                    linear.bias.data = child.bias.detach().clone()
+                setattr(module, name, linear)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dequantize():
+    return dequantized
 
 
 @pytest.fixture(scope="session")

@@ -80,19 +80,11 @@ def test_compiled_step_writes_the_cache_like_an_eager_step(make_config):
     assert torch.allclose(static_cache.v[:, :, :, :5], eager_cache.v[:, :, :, :5], atol=1e-6)
 
 
-def test_compiled_int8_steps_compute_with_the_dequantized_weights_in_fp32(make_config):
+def test_compiled_int8_steps_compute_with_the_dequantized_weights_in_fp32(make_config, dequantize):
     """Compiled one-row steps multiply the int8 weights and their scales in fp32 (the eager int8 kernel rounds
     activations to bf16): step for step, the logits of a float model holding the dequantized weights."""
-    from slm.infer.quant import QuantLinear
-
     int8 = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=6).eval(), int8=True, compile=True)
-    dequantized = copy.deepcopy(int8)
-    for module in list(dequantized.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, QuantLinear):
-                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-                linear.weight.data = child.dequantized_weight()
-                setattr(module, name, linear)
+    dequantized = dequantize(int8)
     step = CompiledStep(int8)
     with torch.inference_mode():
         compiled_cache, eager_cache = int8.new_cache(1, 96), dequantized.new_cache(1, 96)

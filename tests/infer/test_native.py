@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from slm.errors import ConfigError, SlmError
 from slm.infer import Engine, SamplingParams
@@ -74,26 +73,14 @@ def test_compiled_engine_takes_the_native_step_and_decodes_the_eager_tokens(make
         [c.token_ids for c in eager.generate(prompts, greedy)]
 
 
-def dequantized(model: Decoder) -> Decoder:
-    """A float copy of an int8 model: each QuantLinear as an nn.Linear holding its int8 rows times their scales."""
-    out = copy.deepcopy(model)
-    for module in list(out.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, QuantLinear):
-                linear = nn.Linear(child.in_features, child.out_features, bias=False)
-                linear.weight.data = child.dequantized_weight()
-                setattr(module, name, linear)
-    return out
-
-
 @pytest.mark.parametrize("tied", [False, True])
-def test_native_step_multiplies_int8_weights_in_fp32(make_config, tied):
+def test_native_step_multiplies_int8_weights_in_fp32(make_config, dequantize, tied):
     """int8 linears (the LM head included) give the logits of a float model holding the dequantized weights,
     as the compiled int8 graph does; the eager int8 kernel rounds activations to bf16, so it is not the reference."""
     int8 = prepare_for_decoding(Decoder(make_config(300, tie_embeddings=tied)).init_weights(seed=6).eval(),
                                 int8=True, compile=True)
     assert isinstance(int8.lm_head, QuantLinear) and unsupported(int8) is None
-    reference = dequantized(int8)
+    reference = dequantize(int8)
     step = NativeStep(int8)
     ids = torch.randint(0, 300, (1, 50), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
@@ -105,13 +92,13 @@ def test_native_step_multiplies_int8_weights_in_fp32(make_config, tied):
     int8.layers[1].mlp.gate_up_proj.weight_int8.neg_()  # the step holds the model's int8 rows, not a copy
     with torch.inference_mode():
         after = step(torch.tensor([7]), int8.new_cache(1, 96))
-        assert torch.allclose(after, dequantized(int8)(torch.tensor([[7]]))[:, -1], atol=1e-4)
+        assert torch.allclose(after, dequantize(int8)(torch.tensor([[7]]))[:, -1], atol=1e-4)
 
 
-def test_compiled_engine_decodes_int8_models_with_the_native_step(make_config):
+def test_compiled_engine_decodes_int8_models_with_the_native_step(make_config, dequantize):
     model = spread(Decoder(make_config(300)).init_weights(seed=5).eval())
     int8 = prepare_for_decoding(model, int8=True, compile=True)
-    engine, reference = Engine(int8, compile=True), Engine(prepare_for_decoding(dequantized(int8)))
+    engine, reference = Engine(int8, compile=True), Engine(prepare_for_decoding(dequantize(int8)))
     assert isinstance(engine.compiled_step, NativeStep)
     greedy = SamplingParams(max_tokens=60, ignore_eos=True)
     assert engine.generate([[5, 6, 7]], greedy)[0].token_ids == reference.generate([[5, 6, 7]], greedy)[0].token_ids
