@@ -41,15 +41,18 @@ def test_native_step_computes_the_eager_logits_and_cache(make_config, overrides)
     assert torch.allclose(native_cache.v[:, :, :, :69], eager_cache.v[:, :, :, :69], atol=1e-5)
 
 
-@pytest.mark.parametrize("threads", [2, 3])
-def test_native_step_splits_the_work_over_threads_without_changing_it(make_config, threads):
-    """Rows, KV heads and prefetches are shared out per thread (3 threads: uneven shares, one without a KV head)."""
+@pytest.mark.parametrize("threads,chunk_bytes", [(2, None), (3, None), (2, 128), (3, 300)],
+                         ids=["2-threads", "3-threads", "2-threads-one-row-chunks", "3-threads-small-chunks"])
+def test_native_step_splits_the_work_over_threads_without_changing_it(make_config, threads, chunk_bytes):
+    """Rows, KV heads and prefetches are shared out per thread (3 threads: uneven shares, one without a KV head).
+    Small chunks make every product many chunks, so threads take over the rest of each other's shares."""
     model = prepare_for_decoding(Decoder(make_config(300, ffn_dim=70)).init_weights(seed=8).eval(), compile=True)
     ids = torch.randint(0, 300, (1, 40), generator=torch.Generator().manual_seed(1))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        step, cache = NativeStep(model), model.new_cache(1, 96)
+        step = NativeStep(model) if chunk_bytes is None else NativeStep(model, chunk_bytes=chunk_bytes)
+        cache = model.new_cache(1, 96)
         with torch.inference_mode():
             expected = model(ids)[0]
             for position in range(ids.shape[1]):
