@@ -7,8 +7,9 @@ ends in a barrier after which the next one starts its stream cold, and rotary em
 as serial sections and library calls between them. The C++ step is one call per token. It runs the whole
 step in one OpenMP parallel region, splits each product by rows in chunks that a thread done with its own
 share takes over from another's, and before each barrier asks for the start of the next matrix, so the
-memory system keeps streaming across it. On the 2-core test machine, micro decodes through it at
-1.1-1.4x the inductor graph (docs/benchmarks.md).
+memory system keeps streaming across it. On the 2-core test machine a micro step alone was 1.2-1.4x
+faster than the inductor graph and decoding through the engine 1.12x, before two later changes to the step
+gained 1.05x and 1.10x more (docs/benchmarks.md).
 
 It covers what most small models are: arch "llama" in the fused decoding layout
 (prepare_for_decoding(model, compile=True), with or without int8=True), fp32 or int8 linear weights without
