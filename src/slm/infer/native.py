@@ -119,6 +119,8 @@ class NativeStep:
 
     The C++ object holds the model's weight tensors themselves (no copies), so later changes to them count.
     The logits tensor is reused: it holds the latest step's values, as the engine consumes them.
+    `chunk_bytes` sets the chunks in which threads claim each product's rows (CHUNK_BYTES); the tokens do not
+    depend on it.
     """
 
     def __init__(self, model: nn.Module, chunk_bytes: int = CHUNK_BYTES):
