@@ -120,8 +120,13 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int tid, int threads) {
   return {begin, begin + base + (tid < extra)};
 }
 
-// Rows per chunk, the unit in which threads claim a product's rows: about `bytes` of weights.
-inline int64_t chunk_rows(const Matrix& m, int64_t bytes) { return std::max<int64_t>(1, bytes / m.row_bytes()); }
+// One product as the threads share it: its matrix, the rows shared out (for gate_up, hidden units: gate row r
+// and up row ffn + r), and the rows per chunk, the unit in which threads claim them.
+struct Part {
+  const Matrix* m;
+  int64_t rows, chunk;
+  int64_t chunks() const { return (rows + chunk - 1) / chunk; }
+};
 
 // One thread's chunks of one product, [lo, hi) packed in one word. The owner claims from the front, half of what
 // is left at a time: a few claims, one long forward stream. A thread that has finished its own takes one chunk
@@ -147,13 +152,12 @@ struct alignas(64) Chunks {
 };
 
 // Ask for the first `bytes` of this thread's share of the next matrix while waiting at a barrier, so the
-// memory system keeps streaming across the barrier instead of starting cold after it. `rows` is the number
-// of rows shared out (the gate rows of gate_up, whose up rows follow them).
-inline void prefetch(const Matrix& m, int64_t rows, int64_t chunk, int tid, int threads, int64_t bytes) {
-  const auto [first, last] = share((rows + chunk - 1) / chunk, tid, threads);
-  const int64_t begin = std::min(rows, first * chunk), end = std::min(rows, last * chunk);
-  const char* p = m.bytes() + begin * m.row_bytes();
-  const int64_t n = std::min<int64_t>(bytes, (end - begin) * m.row_bytes());
+// memory system keeps streaming across the barrier instead of starting cold after it.
+inline void prefetch(const Part& part, int tid, int threads, int64_t bytes) {
+  const auto [first, last] = share(part.chunks(), tid, threads);
+  const int64_t begin = std::min(part.rows, first * part.chunk), end = std::min(part.rows, last * part.chunk);
+  const char* p = part.m->bytes() + begin * part.m->row_bytes();
+  const int64_t n = std::min<int64_t>(bytes, (end - begin) * part.m->row_bytes());
   for (int64_t i = 0; i < n; i += 64) __builtin_prefetch(p + i, 0, 3);
 }
 
@@ -241,25 +245,13 @@ class LlamaStep {
     int64_t best = 0;
     const int threads = at::get_num_threads();
     // Each product's chunk queues, one per thread, filled with that thread's even share.
-    const int64_t products = 4 * layers_ + 1;  // qkv, o, gate_up (by hidden unit), down per layer; the LM head
+    const int64_t products = 4 * layers_ + 1;  // see part()
     if (queue_threads_ != threads) {
       queues_.reset(new Chunks[products * threads]);
       queue_threads_ = threads;
     }
-    auto matrix_of = [&](int64_t p) -> std::pair<const Matrix*, int64_t> {  // the matrix and the rows shared out
-      if (p == 4 * layers_) return {&lm_head_, lm_head_.rows};
-      const int64_t l = p / 4;
-      switch (p % 4) {
-        case 0: return {&qkv_[l], qkv_[l].rows};
-        case 1: return {&o_[l], o_[l].rows};
-        case 2: return {&gate_up_[l], ffn_};
-        default: return {&down_[l], down_[l].rows};
-      }
-    };
     for (int64_t p = 0; p < products; ++p) {
-      const auto [m, rows] = matrix_of(p);
-      const int64_t chunk = chunk_rows(*m, chunk_bytes_);
-      const int64_t chunks = (rows + chunk - 1) / chunk;
+      const int64_t chunks = part(p).chunks();
       for (int t = 0; t < threads; ++t) {
         const auto [lo, hi] = share(chunks, t, threads);
         queues_[p * threads + t].set(uint64_t(lo), uint64_t(hi));
@@ -271,26 +263,27 @@ class LlamaStep {
       const int tid = omp_get_thread_num();
       // Product p's rows in chunks: this thread's own first, then what is left of the others', from their end.
       // Every queue set up is drained, even if OpenMP started fewer threads than asked for.
-      auto work = [&](int64_t p, const Matrix& m, int64_t rows, auto&& body) {
-        const int64_t chunk = chunk_rows(m, chunk_bytes_);
+      auto work = [&](int64_t p, auto&& body) {
+        const Part here = part(p);
         int64_t first, last;
         for (int k = 0; k < threads; ++k) {
           Chunks& q = queues[p * threads + (tid + k) % threads];
-          while (q.claim(k == 0, first, last)) body(first * chunk, std::min(rows, last * chunk));
+          while (q.claim(k == 0, first, last)) body(first * here.chunk, std::min(here.rows, last * here.chunk));
         }
       };
       std::vector<float> h(std::max(dim_, ffn_));  // this thread's normalised input
-      // A matrix-vector product over this thread's rows, then a prefetch of the next matrix, then the barrier.
-      auto product = [&](int64_t p, const Matrix& m, const float* in, auto&& store, const Matrix* next) {
-        work(p, m, m.rows, [&](int64_t begin, int64_t end) {
+      // Product p over the rows this thread claims, then (if asked) a prefetch of product p + 1, then the barrier.
+      auto product = [&](int64_t p, const float* in, auto&& store, bool prefetch_next) {
+        const Matrix& m = *part(p).m;
+        work(p, [&](int64_t begin, int64_t end) {
           for (int64_t r = begin; r < end; ++r) store(r, m.row_dot(r, in));
         });
-        if (next) prefetch(*next, next->rows, chunk_rows(*next, chunk_bytes_), tid, threads, kPrefetchBytes);
+        if (prefetch_next) prefetch(part(p + 1), tid, threads, kPrefetchBytes);
 #pragma omp barrier
       };
       for (int64_t l = 0; l < layers_; ++l) {
         rms_norm(x, attn_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
-        product(4 * l, qkv_[l], h.data(), [&](int64_t r, float y) { qkv[r] = y; }, &o_[l]);
+        product(4 * l, h.data(), [&](int64_t r, float y) { qkv[r] = y; }, true);
         // Per KV head: rotate and store its key and value, then attend with each of its query heads.
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < kv_heads_; ++g) {
@@ -322,26 +315,25 @@ class LlamaStep {
             }
           }
         }
-        product(4 * l + 1, o_[l], attn_.data(), [&](int64_t r, float y) { x[r] += y; }, nullptr);
+        product(4 * l + 1, attn_.data(), [&](int64_t r, float y) { x[r] += y; }, false);
         rms_norm(x, mlp_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
         {  // silu(gate) * up over each range of hidden units claimed: its gate rows first, then its up rows
            // (ffn_ + r). One stream at a time: reading each gate row next to its up row ran 3-7% slower on micro.
           const Matrix& m = gate_up_[l];
-          work(4 * l + 2, m, ffn_, [&](int64_t begin, int64_t end) {
+          work(4 * l + 2, [&](int64_t begin, int64_t end) {
             for (int64_t r = begin; r < end; ++r) {
               const float gate = m.row_dot(r, h.data());
               ff_[r] = gate / (1.f + std::exp(-gate));
             }
             for (int64_t r = begin; r < end; ++r) ff_[r] *= m.row_dot(ffn_ + r, h.data());
           });
-          prefetch(down_[l], dim_, chunk_rows(down_[l], chunk_bytes_), tid, threads, kPrefetchBytes);
+          prefetch(part(4 * l + 3), tid, threads, kPrefetchBytes);
 #pragma omp barrier
         }
-        const Matrix* next = l + 1 < layers_ ? &qkv_[l + 1] : &lm_head_;
-        product(4 * l + 3, down_[l], ff_.data(), [&](int64_t r, float y) { x[r] += y; }, next);
+        product(4 * l + 3, ff_.data(), [&](int64_t r, float y) { x[r] += y; }, true);  // then qkv or the LM head
       }
       rms_norm(x, norm_.data_ptr<float>(), h.data(), dim_, eps_);
-      product(4 * layers_, lm_head_, h.data(), [&](int64_t r, float y) { out[r] = y; }, nullptr);
+      product(4 * layers_, h.data(), [&](int64_t r, float y) { out[r] = y; }, false);
 #pragma omp single
       for (int64_t r = 1; r < vocab_; ++r)
         if (out[r] > out[best]) best = r;
@@ -350,6 +342,22 @@ class LlamaStep {
   }
 
  private:
+  // Product p of a step, in order: per layer qkv, o, gate_up, down (4 * layer + 0..3), then the LM head.
+  Part part(int64_t p) const {
+    const Matrix* m = &lm_head_;
+    int64_t rows = lm_head_.rows;
+    if (p < 4 * layers_) {
+      const int64_t l = p / 4;
+      switch (p % 4) {
+        case 0: m = &qkv_[l]; rows = m->rows; break;
+        case 1: m = &o_[l]; rows = m->rows; break;
+        case 2: m = &gate_up_[l]; rows = ffn_; break;
+        default: m = &down_[l]; rows = m->rows; break;
+      }
+    }
+    return {m, rows, std::max<int64_t>(1, chunk_bytes_ / m->row_bytes())};
+  }
+
   at::Tensor embed_;
   std::vector<at::Tensor> attn_norm_;
   std::vector<Matrix> qkv_, o_;
