@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -87,3 +88,56 @@ def test_fused_projections_give_the_same_logits_and_tokens_in_every_decoding_lay
             assert [c.token_ids for c in Engine(fast).generate(prompts, params)] == expected, (overrides, layout)
         int8 = prepare_for_decoding(copy.deepcopy(model), int8=True)
         assert all(isinstance(m.qkv_proj, QuantLinear) for m in int8.modules() if isinstance(m, Attention))
+
+
+def _smaps_field(address: int, field: str) -> str:
+    """A field of the /proc/self/smaps entry of the mapping that holds `address`."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == field + ":":
+            return line.split()[1]
+    raise AssertionError(f"no {field} for {address:#x}")
+
+
+def test_decoding_weights_move_onto_huge_pages_in_place(make_config):
+    from slm.infer.compiled import RowDotLinear
+    from slm.infer.quant import (decoding_weights, fuse_projections, gather_on_huge_pages, huge_page_buffer,
+                                 input_major_weights, replace_linears)
+
+    if huge_page_buffer(1) is None:
+        pytest.skip("no transparent huge pages here")
+    layouts = {"int8": quantize_int8, "rows": lambda m: replace_linears(m, RowDotLinear.from_linear),
+               "input-major": input_major_weights}
+    ids = torch.randint(0, 300, (2, 20))
+    for tie in (True, False):
+        model = Decoder(make_config(300, tie_embeddings=tie)).init_weights(seed=6).eval()
+        for name, layout in layouts.items():
+            prepared = layout(fuse_projections(copy.deepcopy(model)))
+            weights = decoding_weights(prepared)
+            before = [(w, w.stride(), w.clone()) for w in weights]
+            with torch.no_grad():
+                expected = prepared(ids)
+            assert gather_on_huge_pages(prepared)
+            for (w, stride, value), now in zip(before, decoding_weights(prepared)):
+                assert now is w and w.stride() == stride and torch.equal(w, value), name
+            storages = {w.untyped_storage().data_ptr() for w in weights}
+            assert len(storages) == 1, name  # one buffer
+            assert all(w.data_ptr() % 64 == 0 for w in weights)
+            assert _smaps_field(weights[0].data_ptr(), "THPeligible") == "1"
+            if tie and name == "rows":  # the table follows the head it is tied to
+                assert prepared.embed.weight.data_ptr() == prepared.lm_head.weight.data_ptr()
+            with torch.no_grad():
+                assert torch.equal(prepared(ids), expected), name
+
+
+def test_without_huge_pages_nothing_moves(make_config, monkeypatch):
+    from slm.infer import quant
+
+    monkeypatch.setattr(quant, "huge_page_buffer", lambda nbytes: None)
+    model = quant.prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=6).eval(), compile=True)
+    pointers = {w.untyped_storage().data_ptr() for w in quant.decoding_weights(model)}
+    assert len(pointers) > 1

@@ -14,6 +14,9 @@ own int8 copy, so the table and the head are no longer one tensor (inference onl
 """
 from __future__ import annotations
 
+import mmap
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -149,16 +152,18 @@ def prepare_for_decoding(model: nn.Module, int8: bool = False, input_major: bool
                          compile: bool = False) -> nn.Module:
     """The inference layout (in place): fused projections, then int8 weights (eager or compiled), or for
     compiled decoding RowDotLinear float weights (slm.infer.compiled), or else (by default on CPU) input-major
-    float weights. What Engine.from_pretrained, and so slm generate/chat/serve, decode with."""
+    float weights. What Engine.from_pretrained, and so slm generate/chat/serve, decode with. On Linux the
+    weights each token reads then move into one buffer of 2 MiB pages (gather_on_huge_pages)."""
     fuse_projections(model)
     if int8:
-        return quantize_int8(model)
-    if compile:
+        quantize_int8(model)
+    elif compile:
         from slm.infer.compiled import RowDotLinear
 
-        return replace_linears(model, RowDotLinear.from_linear)
-    if input_major if input_major is not None else next(model.parameters()).device.type == "cpu":
-        return input_major_weights(model)
+        replace_linears(model, RowDotLinear.from_linear)
+    elif input_major if input_major is not None else next(model.parameters()).device.type == "cpu":
+        input_major_weights(model)
+    gather_on_huge_pages(model)
     return model
 
 
@@ -184,3 +189,57 @@ def decoding_weights(model: nn.Module) -> list[torch.Tensor]:
 def weight_bytes(model: nn.Module) -> int:
     """Bytes one decoded token must read (decoding_weights): what the batch-1 roofline divides by."""
     return sum(t.numel() * t.element_size() for t in decoding_weights(model))
+
+
+HUGE_PAGE = 2 << 20
+
+
+def huge_page_buffer(nbytes: int) -> torch.Tensor | None:
+    """nbytes of zeroed CPU memory (uint8) that the kernel backs with 2 MiB pages where it can, or None where
+    transparent huge pages are unavailable (not Linux, or switched off).
+
+    The memory is an anonymous mapping advised MADV_HUGEPAGE, so this works under the common "madvise" setting,
+    where memory that does not ask gets 4 KiB pages. It is freed when the last tensor viewing it goes.
+    """
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if advice is None or not setting.exists() or "[never]" in setting.read_text():
+        return None
+    whole_pages = -(-nbytes // HUGE_PAGE) * HUGE_PAGE  # the tail too: huge pages cover aligned 2 MiB only
+    mapping = mmap.mmap(-1, whole_pages + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    mapping.madvise(advice)  # before the first touch: pages are faulted in whole 2 MiB at a time
+    whole = torch.frombuffer(mapping, dtype=torch.uint8)  # holds a reference to the mapping
+    start = -whole.data_ptr() % HUGE_PAGE
+    return whole[start:start + nbytes]
+
+
+def gather_on_huge_pages(model: nn.Module, align: int = 64) -> bool:
+    """Move the weights each decoded token reads (decoding_weights) into one huge_page_buffer, in place, with
+    their values and strides; False (and nothing moved) where there is no such buffer.
+
+    Batch-1 decoding streams every weight once per token. On 4 KiB pages that stream crosses a page, with its
+    address translation and a restart of the hardware prefetchers, every 4 KiB; on 2 MiB pages, 512 times
+    less often. Micro decoded 1.2x faster through the C++ step (docs/benchmarks.md). The tensors keep their
+    identity (their .data is rebound), and another parameter viewing the same memory (an embedding table tied
+    to the head) follows, so modules and steps built afterwards see the moved values.
+    """
+    tensors = [t for t in decoding_weights(model) if t.device.type == "cpu" and t.numel()]
+    layouts = [torch.empty_like(t, device="meta") for t in tensors]  # t's strides where t is dense
+    sizes = [-(-t.numel() * t.element_size() // align) * align for t in tensors]
+    buffer = huge_page_buffer(sum(sizes)) if tensors else None
+    if buffer is None:
+        return False
+    where = lambda t: (t.data_ptr(), t.dtype, t.shape, t.stride())
+    moving = {where(t): t for t in tensors}
+    followers = [(t, moving[where(t)]) for t in [*model.parameters(), *model.buffers()]
+                 if where(t) in moving and all(t is not m for m in tensors)]
+    offset = 0
+    for t, layout, size in zip(tensors, layouts, sizes):
+        storage = buffer[offset:offset + t.numel() * t.element_size()].view(t.dtype)
+        moved = storage.as_strided(t.shape, layout.stride())
+        moved.copy_(t.detach())
+        t.data = moved
+        offset += size
+    for follower, leader in followers:
+        follower.data = leader.data
+    return True
