@@ -1,15 +1,15 @@
 // One batch-1 decoding step of a Llama-family decoder (fp32 or int8 weights, CPU), written out by hand:
 // slm.infer.native.
 //
-// The whole step runs inside one OpenMP parallel region: each matrix-vector product is split by rows over the
-// threads (each streams its own share, then helps with what is left of the others'), norms are computed by
-// every thread into its own buffer (no serial section), and rotary embedding,
-// the cache write and attention are split by KV head. Before each barrier a thread asks for the start of its
-// share of the next matrix, so the memory stays busy across it. A layer costs five barriers; the step is one call
-// from Python. The arithmetic is the model's (slm.models.decoder, layers): RMSNorm in fp32, rotate-half rotary
-// embedding on the first `rotary_dim` channels, grouped-query attention over the cache, SwiGLU. Each linear
-// is fp32 or int8 with a per-row scale (slm.infer.quant.QuantLinear), multiplied in fp32 as the compiled
-// int8 graph does: (x . int8 row) * scale.
+// The whole step runs inside one OpenMP parallel region. The q/k/v product is split by KV head: each thread
+// computes its heads' query, key and value rows, rotates them, writes the cache and attends, with no barrier
+// in between. The other products are split by rows (each thread streams its own share, then helps with what
+// is left of the others'), and norms are computed by every thread into its own buffer (no serial section).
+// Before each barrier a thread asks for the start of its share of the next matrix, so the memory stays busy
+// across it. A layer costs four barriers; the step is one call from Python. The arithmetic is the model's
+// (slm.models.decoder, layers): RMSNorm in fp32, rotate-half rotary embedding on the first `rotary_dim`
+// channels, grouped-query attention over the cache, SwiGLU. Each linear is fp32 or int8 with a per-row scale
+// (slm.infer.quant.QuantLinear), multiplied in fp32 as the compiled int8 graph does: (x . int8 row) * scale.
 #include <torch/extension.h>
 
 #include <omp.h>
@@ -97,10 +97,63 @@ struct Matrix {
 
 // out = weight * x / sqrt(mean(x^2) + eps), as RMSNorm computes it.
 inline void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
-  const float r = 1.f / std::sqrt(float(ss / n) + eps);
-  for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * r);
+  float ss = 0.f;
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  __m512 squares = _mm512_setzero_ps();  // one serial chain of n adds would idle the memory after each barrier
+  for (; i + 16 <= n; i += 16) squares = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i), squares);
+  ss = _mm512_reduce_add_ps(squares);
+#endif
+  for (; i < n; ++i) ss += x[i] * x[i];
+  const float r = 1.f / std::sqrt(ss / float(n) + eps);
+  for (i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * r);
+}
+
+#if defined(__AVX512F__)
+// e^x for 16 values x <= 0 (Cephes' expf): e^x = 2^k e^r with k = round(x / ln 2), |r| <= ln 2 / 2, and e^r by
+// a degree-6 polynomial; within 2 ulp of std::exp, and 0 below -88.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-88.f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);  // ln 2 in two parts: r stays exact
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  for (const float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, k);
+}
+#endif
+
+// One query head's attention over positions [0, n) of its KV head's cache rows (keys, values: [n, d]):
+// y = softmax(keys q * scale) values, with `scores` (n floats) as scratch.
+inline void attend(const float* q, const float* keys, const float* values, int64_t n, int64_t d, float scale,
+                   float* scores, float* y) {
+  float top = -std::numeric_limits<float>::infinity();
+  for (int64_t p = 0; p < n; ++p) {
+    scores[p] = dot(keys + p * d, q, d) * scale;
+    top = std::max(top, scores[p]);
+  }
+  float total = 0.f;
+  int64_t p = 0;
+#if defined(__AVX512F__)
+  __m512 sum = _mm512_setzero_ps();
+  for (; p + 16 <= n; p += 16) {
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(scores + p), _mm512_set1_ps(top)));
+    _mm512_storeu_ps(scores + p, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  total = _mm512_reduce_add_ps(sum);
+#endif
+  for (; p < n; ++p) total += (scores[p] = std::exp(scores[p] - top));
+  const float inv = 1.f / total;
+  for (int64_t i = 0; i < d; ++i) y[i] = 0.f;
+  for (p = 0; p < n; ++p) {
+    const float a = scores[p] * inv;
+    const float* v = values + p * d;
+    for (int64_t i = 0; i < d; ++i) y[i] += a * v[i];
+  }
 }
 
 // Rotate the first `rot` channels of one head in the rotate-half layout: x * cos + rotate_half(x) * sin.
@@ -150,16 +203,6 @@ struct alignas(64) Chunks {
     }
   }
 };
-
-// Ask for the first `bytes` of this thread's share of the next matrix while waiting at a barrier, so the
-// memory system keeps streaming across the barrier instead of starting cold after it.
-inline void prefetch(const Part& part, int tid, int threads, int64_t bytes) {
-  const auto [first, last] = share(part.chunks(), tid, threads);
-  const int64_t begin = std::min(part.rows, first * part.chunk), end = std::min(part.rows, last * part.chunk);
-  const char* p = part.m->bytes() + begin * part.m->row_bytes();
-  const int64_t n = std::min<int64_t>(bytes, (end - begin) * part.m->row_bytes());
-  for (int64_t i = 0; i < n; i += 64) __builtin_prefetch(p + i, 0, 3);
-}
 
 const float* f32(const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(),
@@ -244,13 +287,15 @@ class LlamaStep {
     float* qkv = qkv_out_.data();
     int64_t best = 0;
     const int threads = at::get_num_threads();
-    // Each product's chunk queues, one per thread, filled with that thread's even share.
+    // Each row-split product's chunk queues, one per thread, filled with that thread's even share (qkv is split
+    // by KV head instead).
     const int64_t products = 4 * layers_ + 1;  // see part()
     if (queue_threads_ != threads) {
       queues_.reset(new Chunks[products * threads]);
       queue_threads_ = threads;
     }
     for (int64_t p = 0; p < products; ++p) {
+      if (p < 4 * layers_ && p % 4 == 0) continue;
       const int64_t chunks = part(p).chunks();
       for (int t = 0; t < threads; ++t) {
         const auto [lo, hi] = share(chunks, t, threads);
@@ -260,7 +305,7 @@ class LlamaStep {
     Chunks* queues = queues_.get();
 #pragma omp parallel num_threads(threads)
     {
-      const int tid = omp_get_thread_num();
+      const int tid = omp_get_thread_num(), team = omp_get_num_threads();
       // Product p's rows in chunks: this thread's own first, then what is left of the others', from their end.
       // Every queue set up is drained, even if OpenMP started fewer threads than asked for.
       auto work = [&](int64_t p, auto&& body) {
@@ -278,42 +323,36 @@ class LlamaStep {
         work(p, [&](int64_t begin, int64_t end) {
           for (int64_t r = begin; r < end; ++r) store(r, m.row_dot(r, in));
         });
-        if (prefetch_next) prefetch(part(p + 1), tid, threads, kPrefetchBytes);
+        if (prefetch_next) prefetch(p + 1, tid, team);
 #pragma omp barrier
       };
       for (int64_t l = 0; l < layers_; ++l) {
         rms_norm(x, attn_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
-        product(4 * l, h.data(), [&](int64_t r, float y) { qkv[r] = y; }, true);
-        // Per KV head: rotate and store its key and value, then attend with each of its query heads.
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < kv_heads_; ++g) {
-          float* k = qkv + (heads_ + g) * D;
-          const float* v = qkv + (heads_ + kv_heads_ + g) * D;
-          rope(k, cos, sin, rot_);
-          float* kl = kc + ((l * kv_heads_ + g) * cache_len) * D;
-          float* vl = vc + ((l * kv_heads_ + g) * cache_len) * D;
-          std::memcpy(kl + position * D, k, D * sizeof(float));
-          std::memcpy(vl + position * D, v, D * sizeof(float));
-          for (int64_t j = 0; j < rep; ++j) {
-            const int64_t head = g * rep + j;
-            float* q = qkv + head * D;
-            rope(q, cos, sin, rot_);
-            float* s = scores_.data() + head * max_len_;
-            float top = -std::numeric_limits<float>::infinity();
-            for (int64_t p = 0; p <= position; ++p) {
-              s[p] = dot(kl + p * D, q, D) * scale;
-              top = std::max(top, s[p]);
-            }
-            float total = 0.f;
-            for (int64_t p = 0; p <= position; ++p) total += (s[p] = std::exp(s[p] - top));
-            float* y = attn_.data() + head * D;
-            for (int64_t d = 0; d < D; ++d) y[d] = 0.f;
-            for (int64_t p = 0; p <= position; ++p) {
-              const float a = s[p] / total;
-              const float* vp = vl + p * D;
-              for (int64_t d = 0; d < D; ++d) y[d] += a * vp[d];
+        {  // Each thread takes whole KV heads: their query, key and value rows, then their attention, so that
+           // attention waits for no other thread's rows (one barrier fewer per layer than a row-split qkv).
+          const Matrix& m = qkv_[l];
+          const auto [g0, g1] = share(kv_heads_, tid, team);
+          auto rows = [&](int64_t first, int64_t last) {
+            for (int64_t r = first * D; r < last * D; ++r) qkv[r] = m.row_dot(r, h.data());
+          };
+          rows(g0 * rep, g1 * rep);                                  // queries
+          rows(heads_ + g0, heads_ + g1);                            // keys
+          rows(heads_ + kv_heads_ + g0, heads_ + kv_heads_ + g1);    // values
+          for (int64_t g = g0; g < g1; ++g) {  // rotate and store the key and value, then attend per query head
+            float* k = qkv + (heads_ + g) * D;
+            rope(k, cos, sin, rot_);
+            float* kl = kc + ((l * kv_heads_ + g) * cache_len) * D;
+            float* vl = vc + ((l * kv_heads_ + g) * cache_len) * D;
+            std::memcpy(kl + position * D, k, D * sizeof(float));
+            std::memcpy(vl + position * D, qkv + (heads_ + kv_heads_ + g) * D, D * sizeof(float));
+            for (int64_t head = g * rep; head < (g + 1) * rep; ++head) {
+              rope(qkv + head * D, cos, sin, rot_);
+              attend(qkv + head * D, kl, vl, position + 1, D, scale, scores_.data() + head * max_len_,
+                     attn_.data() + head * D);
             }
           }
+          prefetch(4 * l + 1, tid, team);
+#pragma omp barrier
         }
         product(4 * l + 1, attn_.data(), [&](int64_t r, float y) { x[r] += y; }, false);
         rms_norm(x, mlp_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
@@ -327,7 +366,7 @@ class LlamaStep {
             }
             for (int64_t r = begin; r < end; ++r) ff_[r] *= m.row_dot(ffn_ + r, h.data());
           });
-          prefetch(part(4 * l + 3), tid, threads, kPrefetchBytes);
+          prefetch(4 * l + 3, tid, team);
 #pragma omp barrier
         }
         product(4 * l + 3, ff_.data(), [&](int64_t r, float y) { x[r] += y; }, true);  // then qkv or the LM head
@@ -342,6 +381,18 @@ class LlamaStep {
   }
 
  private:
+  // Ask for the first kPrefetchBytes of this thread's rows of product p while it waits at a barrier, so the
+  // memory system keeps streaming across it: for qkv its first queries' rows, else the start of its chunks.
+  void prefetch(int64_t p, int tid, int team) const {
+    const Part here = part(p);
+    const int64_t row = p < 4 * layers_ && p % 4 == 0
+                            ? share(kv_heads_, tid, team).first * (heads_ / kv_heads_) * head_dim_
+                            : std::min(here.rows, share(here.chunks(), tid, team).first * here.chunk);
+    const int64_t begin = row * here.m->row_bytes();
+    const int64_t end = std::min(here.m->rows * here.m->row_bytes(), begin + kPrefetchBytes);
+    for (int64_t i = begin; i < end; i += 64) __builtin_prefetch(here.m->bytes() + i, 0, 3);
+  }
+
   // Product p of a step, in order: per layer qkv, o, gate_up, down (4 * layer + 0..3), then the LM head.
   Part part(int64_t p) const {
     const Matrix* m = &lm_head_;
