@@ -7,6 +7,7 @@ import torch
 from slm.errors import ConfigError, SlmError
 from slm.infer import Engine, SamplingParams
 from slm.infer.compiled import CompiledStep
+from slm.infer import native
 from slm.infer.native import NativeStep, unsupported
 from slm.infer.quant import QuantLinear, prepare_for_decoding
 from slm.models import Decoder
@@ -41,17 +42,21 @@ def test_native_step_computes_the_eager_logits_and_cache(make_config, overrides)
     assert torch.allclose(native_cache.v[:, :, :, :69], eager_cache.v[:, :, :, :69], atol=1e-5)
 
 
-@pytest.mark.parametrize("threads,chunk_bytes", [(2, None), (3, None), (2, 128), (3, 300)],
-                         ids=["2-threads", "3-threads", "2-threads-one-row-chunks", "3-threads-small-chunks"])
-def test_native_step_splits_the_work_over_threads_without_changing_it(make_config, threads, chunk_bytes):
+@pytest.mark.parametrize("threads,chunk_bytes,ahead_bytes", [(2, None, 0), (3, None, 0), (2, 128, 0), (3, 300, 0),
+                                                          (2, None, 3072)],
+                         ids=["2-threads", "3-threads", "2-threads-one-row-chunks", "3-threads-small-chunks",
+                              "2-threads-look-ahead"])
+def test_native_step_splits_the_work_over_threads_without_changing_it(make_config, threads, chunk_bytes,
+                                                                      ahead_bytes):
     """Rows, KV heads and prefetches are shared out per thread (3 threads: uneven shares, one without a KV head).
-    Small chunks make every product many chunks, so threads take over the rest of each other's shares."""
+    Small chunks make every product many chunks, so threads take over the rest of each other's shares. Asking
+    for weights ahead of the loads (past a matrix's end, too) changes nothing either."""
     model = prepare_for_decoding(Decoder(make_config(300, ffn_dim=70)).init_weights(seed=8).eval(), compile=True)
     ids = torch.randint(0, 300, (1, 40), generator=torch.Generator().manual_seed(1))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        step = NativeStep(model) if chunk_bytes is None else NativeStep(model, chunk_bytes=chunk_bytes)
+        step = NativeStep(model, chunk_bytes=chunk_bytes or native.CHUNK_BYTES, ahead_bytes=ahead_bytes)
         cache = model.new_cache(1, 96)
         with torch.inference_mode():
             expected = model(ids)[0]
@@ -61,18 +66,26 @@ def test_native_step_splits_the_work_over_threads_without_changing_it(make_confi
         torch.set_num_threads(before)
 
 
+def test_weights_larger_than_the_cache_are_asked_for_ahead(make_config, monkeypatch):
+    model = prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=8).eval(), compile=True)
+    assert 0 < native.last_level_cache_bytes()
+    assert NativeStep(model).ahead_bytes == 0  # a tiny model stays in the cache
+    monkeypatch.setattr(native, "last_level_cache_bytes", lambda: 1024)
+    assert NativeStep(model).ahead_bytes == native.AHEAD_BYTES
+
+
 def test_compiled_engine_takes_the_native_step_and_decodes_the_eager_tokens(make_config):
     model = spread(Decoder(make_config(300)).init_weights(seed=5).eval())
     eager = Engine(prepare_for_decoding(copy.deepcopy(model)))
-    native = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
-    assert isinstance(native.compiled_step, NativeStep)
+    compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
+    assert isinstance(compiled.compiled_step, NativeStep)
     greedy = SamplingParams(max_tokens=80, ignore_eos=True)
     for prompt in ([5, 6, 7], [9, 10, 11, 12, 13, 14, 15]):
-        assert native.generate([prompt], greedy)[0].token_ids == eager.generate([prompt], greedy)[0].token_ids
+        assert compiled.generate([prompt], greedy)[0].token_ids == eager.generate([prompt], greedy)[0].token_ids
     sampled = SamplingParams(max_tokens=20, temperature=0.8, top_k=50, seed=3, ignore_eos=True)
-    assert native.generate([[5, 6, 7]], sampled)[0].token_ids == eager.generate([[5, 6, 7]], sampled)[0].token_ids
+    assert compiled.generate([[5, 6, 7]], sampled)[0].token_ids == eager.generate([[5, 6, 7]], sampled)[0].token_ids
     prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]  # several rows decode eagerly
-    assert [c.token_ids for c in native.generate(prompts, greedy)] == \
+    assert [c.token_ids for c in compiled.generate(prompts, greedy)] == \
         [c.token_ids for c in eager.generate(prompts, greedy)]
 
 
@@ -146,8 +159,6 @@ def test_inductor_can_be_chosen_for_a_model_the_native_step_covers(make_config):
 
 
 def test_a_failing_build_falls_back_to_inductor_with_a_warning(make_config, monkeypatch):
-    from slm.infer import native
-
     def broken():
         raise SlmError("building slm's C++ decoding step failed (RuntimeError: Ninja is required)")
 

@@ -5,11 +5,12 @@ from memory. The inductor graph (slm.infer.compiled) fuses the small operators w
 model's step at about 75% of the speed of a bare matrix-vector pass over the same weights: every product
 ends in a barrier after which the next one starts its stream cold, and rotary embedding and attention run
 as serial sections and library calls between them. The C++ step is one call per token. It runs the whole
-step in one OpenMP parallel region, splits each product by rows in chunks that a thread done with its own
-share takes over from another's, and before each barrier asks for the start of the next matrix, so the
-memory system keeps streaming across it. On the 2-core test machine a micro step alone was 1.2-1.4x
-faster than the inductor graph and decoding through the engine 1.12x, before two later changes to the step
-gained 1.05x and 1.10x more (docs/benchmarks.md).
+step in one OpenMP parallel region. Each thread computes the q/k/v rows of its own KV heads and attends with
+them at once; the other products are split by rows in chunks that a thread done with its own share takes
+over from another's. Before each barrier a thread asks for the start of the next matrix, so the memory
+system keeps streaming across it. On the 2-core test machine a micro step alone was 1.2-1.4x faster than
+the inductor graph and decoding through the engine 1.12x, before later changes to the step gained 1.05x,
+1.10x and 1.04x more, and weights on huge pages (prepare_for_decoding) 1.2x (docs/benchmarks.md).
 
 It covers what most small models are: arch "llama" in the fused decoding layout
 (prepare_for_decoding(model, compile=True), with or without int8=True), fp32 or int8 linear weights without
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from slm.errors import SlmError
-from slm.infer.quant import QuantLinear
+from slm.infer.quant import QuantLinear, weight_bytes
 
 _SOURCE = Path(__file__).parent / "csrc" / "llama_step.cpp"
 _NO_SCALE = torch.empty(0)
@@ -41,6 +42,12 @@ _NO_SCALE = torch.empty(0)
 # first, then takes chunks from the end of the others'. On micro, 64 KB ran 1.08-1.10x fixed halves (fp32;
 # int8 and nano level); 16 KB cost more in claims than the balance gained (0.94x).
 CHUNK_BYTES = 64 * 1024
+# fp32 products ask the L2 cache for the weights this many bytes ahead of their loads when the weights stream
+# from memory (more bytes than the last-level cache holds). On 2 MiB pages this made micro decode 1.12x
+# faster through the engine, and its bare step 1.2x while the memory was fast, to 0.9 of a plain sum of the
+# same bytes; 1-3 KB did alike, 4 KB less, 8 KB nothing, and into L1 nothing. Weights that stay in the
+# cache (nano) decoded 0.8x with it, and int8 rows, paced by their widening, lost with it at 1.5 KB.
+AHEAD_BYTES = 3 * 1024
 _extension = None
 _lock = threading.Lock()
 
@@ -106,6 +113,18 @@ def unsupported(model: nn.Module) -> str | None:
     return None
 
 
+def last_level_cache_bytes(default: int = 32 << 20) -> int:
+    """The largest CPU cache of this machine as Linux reports it (cpu0's L3 or L2), else `default`."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip().upper()
+        scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        digits = text.rstrip("KM")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=default)
+
+
 def _linear(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, scale) as the C++ step takes a linear: int8 rows and their scales, or fp32 rows and no scale."""
     if isinstance(module, QuantLinear):
@@ -119,16 +138,20 @@ class NativeStep:
 
     The C++ object holds the model's weight tensors themselves (no copies), so later changes to them count.
     The logits tensor is reused: it holds the latest step's values, as the engine consumes them.
-    `chunk_bytes` sets the chunks in which threads claim each product's rows (CHUNK_BYTES); the tokens do not
-    depend on it.
+    `chunk_bytes` sets the chunks in which threads claim each product's rows (CHUNK_BYTES), and `ahead_bytes`
+    how far ahead fp32 rows are asked into the L2 cache (0: not at all; by default AHEAD_BYTES when the
+    weights are larger than the last-level cache). The tokens depend on neither.
     """
 
-    def __init__(self, model: nn.Module, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, model: nn.Module, chunk_bytes: int = CHUNK_BYTES, ahead_bytes: int | None = None):
         reason = unsupported(model)
         if reason:
             raise SlmError(f"the C++ decoding step cannot decode this model: {reason}")
         cfg = model.config
         blocks = model.layers
+        if ahead_bytes is None:
+            ahead_bytes = AHEAD_BYTES if weight_bytes(model) > last_level_cache_bytes() else 0
+        self.ahead_bytes = ahead_bytes
 
         def norms(get):
             return [get(b).weight.detach() for b in blocks]
@@ -140,7 +163,7 @@ class NativeStep:
             model.embed.weight.detach(), norms(lambda b: b.attn_norm), linears(lambda b: b.attn.qkv_proj),
             linears(lambda b: b.attn.o_proj), norms(lambda b: b.mlp_norm), linears(lambda b: b.mlp.gate_up_proj),
             linears(lambda b: b.mlp.down_proj), model.norm.weight.detach(), _linear(model.lm_head),
-            model.rope_cos, model.rope_sin, cfg.n_heads, cfg.n_kv_heads, cfg.norm_eps, chunk_bytes)
+            model.rope_cos, model.rope_sin, cfg.n_heads, cfg.n_kv_heads, cfg.norm_eps, chunk_bytes, ahead_bytes)
         self.logits = torch.empty(1, cfg.vocab_size)
         self._flat_logits = self.logits.view(-1)  # made once: each torch op per token costs tens of µs here
         # Two argmax buffers used in turn: a token the engine holds stays valid through the next step.

@@ -41,13 +41,22 @@ inline __m512 load16(const int8_t* w) {
 #endif
 
 // sum_i w[i] * x[i] over fp32 or int8 weights. Two accumulators keep two independent FMA chains in flight per row.
+// With `ahead` > 0, fp32 weights are asked into the L2 cache that many bytes ahead of the loads (weights that
+// stream from memory: slm.infer.native.AHEAD_BYTES).
 template <typename W>
-inline float dot(const W* w, const float* x, int64_t n) {
+inline float dot(const W* w, const float* x, int64_t n, int64_t ahead = 0) {
   int64_t i = 0;
   float s = 0.f;
 #if defined(__AVX512F__)
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   for (; i + 32 <= n; i += 32) {
+    if constexpr (sizeof(W) == sizeof(float)) {
+      if (ahead > 0) {
+        const char* p = reinterpret_cast<const char*>(w + i) + ahead;
+        _mm_prefetch(p, _MM_HINT_T1);
+        _mm_prefetch(p + 64, _MM_HINT_T1);
+      }
+    }
     a0 = _mm512_fmadd_ps(load16(w + i), _mm512_loadu_ps(x + i), a0);
     a1 = _mm512_fmadd_ps(load16(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
   }
@@ -70,6 +79,7 @@ struct Matrix {
   const float* f32 = nullptr;
   const int8_t* i8 = nullptr;
   const float* scales = nullptr;
+  int64_t ahead = 0;  // look-ahead of fp32 rows (dot)
 
   Matrix(at::Tensor w, at::Tensor s) : weight(std::move(w)), scale(std::move(s)) {
     TORCH_CHECK(weight.dim() == 2 && weight.device().is_cpu() && weight.is_contiguous(),
@@ -91,7 +101,7 @@ struct Matrix {
   int64_t row_bytes() const { return cols * (i8 ? 1 : int64_t(sizeof(float))); }
   const char* bytes() const { return i8 ? reinterpret_cast<const char*>(i8) : reinterpret_cast<const char*>(f32); }
   float row_dot(int64_t r, const float* x) const {
-    return i8 ? dot(i8 + r * cols, x, cols) * scales[r] : dot(f32 + r * cols, x, cols);
+    return i8 ? dot(i8 + r * cols, x, cols) * scales[r] : dot(f32 + r * cols, x, cols, ahead);
   }
 };
 
@@ -225,12 +235,16 @@ class LlamaStep {
   LlamaStep(at::Tensor embed, std::vector<at::Tensor> attn_norm, std::vector<Linear> qkv, std::vector<Linear> o,
             std::vector<at::Tensor> mlp_norm, std::vector<Linear> gate_up, std::vector<Linear> down, at::Tensor norm,
             Linear lm_head, at::Tensor cos, at::Tensor sin, int64_t n_heads, int64_t n_kv_heads, double eps,
-            int64_t chunk_bytes)
+            int64_t chunk_bytes, int64_t ahead_bytes)
       : embed_(embed), attn_norm_(attn_norm), qkv_(matrices(qkv)), o_(matrices(o)), mlp_norm_(mlp_norm),
         gate_up_(matrices(gate_up)), down_(matrices(down)), norm_(norm),
         lm_head_(std::get<0>(lm_head), std::get<1>(lm_head)), cos_(cos), sin_(sin), heads_(n_heads),
         kv_heads_(n_kv_heads), eps_(float(eps)), chunk_bytes_(chunk_bytes) {
     TORCH_CHECK(chunk_bytes > 0, "chunk_bytes must be positive");
+    TORCH_CHECK(ahead_bytes >= 0, "ahead_bytes must not be negative");
+    for (auto* group : {&qkv_, &o_, &gate_up_, &down_})
+      for (auto& m : *group) m.ahead = ahead_bytes;
+    lm_head_.ahead = ahead_bytes;
     for (const auto* group : {&attn_norm, &mlp_norm})
       for (const auto& t : *group) f32(t, "every norm weight");
     for (const auto* t : {&embed, &norm, &cos, &sin}) f32(*t, "the embedding, the final norm and the rotary tables");
@@ -430,7 +444,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<LlamaStep>(m, "LlamaStep", pybind11::module_local())
       .def(pybind11::init<at::Tensor, std::vector<at::Tensor>, std::vector<Linear>, std::vector<Linear>,
                           std::vector<at::Tensor>, std::vector<Linear>, std::vector<Linear>, at::Tensor, Linear,
-                          at::Tensor, at::Tensor, int64_t, int64_t, double, int64_t>())
+                          at::Tensor, at::Tensor, int64_t, int64_t, double, int64_t, int64_t>())
       // The step touches no Python object: other threads (a server's HTTP thread) run while it decodes.
       .def("step", &LlamaStep::step, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
