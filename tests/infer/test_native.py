@@ -48,7 +48,8 @@ def test_native_step_computes_the_eager_logits_and_cache(make_config, overrides)
                               "2-threads-look-ahead"])
 def test_native_step_splits_the_work_over_threads_without_changing_it(make_config, threads, chunk_bytes,
                                                                       ahead_bytes):
-    """Rows, KV heads and prefetches are shared out per thread (3 threads: uneven shares, one without a KV head).
+    """Rows, KV heads and prefetches are shared out per thread. 2 threads take a KV head each for the q/k/v rows
+    and attention; 3 threads, more than the model's 2 KV heads, share the q/k/v rows, then the heads (uneven).
     Small chunks make every product many chunks, so threads take over the rest of each other's shares. Asking
     for weights ahead of the loads (past a matrix's end, too) changes nothing either."""
     model = prepare_for_decoding(Decoder(make_config(300, ffn_dim=70)).init_weights(seed=8).eval(), compile=True)

@@ -1,15 +1,16 @@
 // One batch-1 decoding step of a Llama-family decoder (fp32 or int8 weights, CPU), written out by hand:
 // slm.infer.native.
 //
-// The whole step runs inside one OpenMP parallel region. The q/k/v product is split by KV head: each thread
-// computes its heads' query, key and value rows, rotates them, writes the cache and attends, with no barrier
-// in between. The other products are split by rows (each thread streams its own share, then helps with what
-// is left of the others'), and norms are computed by every thread into its own buffer (no serial section).
-// Before each barrier a thread asks for the start of its share of the next matrix, so the memory stays busy
-// across it. A layer costs four barriers; the step is one call from Python. The arithmetic is the model's
-// (slm.models.decoder, layers): RMSNorm in fp32, rotate-half rotary embedding on the first `rotary_dim`
-// channels, grouped-query attention over the cache, SwiGLU. Each linear is fp32 or int8 with a per-row scale
-// (slm.infer.quant.QuantLinear), multiplied in fp32 as the compiled int8 graph does: (x . int8 row) * scale.
+// The whole step runs inside one OpenMP parallel region. With at least as many KV heads as threads, the q/k/v
+// product is split by KV head: each thread computes its heads' query, key and value rows, rotates them, writes the
+// cache and attends, with no barrier in between (else the rows are shared first, then the heads). The other products
+// are split by rows (each thread streams its own share, then helps with what is left of the others'), and norms are
+// computed by every thread into its own buffer (no serial section). Before each barrier a thread asks for the start
+// of its share of the next matrix, so the memory stays busy across it. A layer costs four barriers (five when the
+// rows are shared); the step is one call from Python. The arithmetic is the model's (slm.models.decoder, layers):
+// RMSNorm in fp32, rotate-half rotary embedding on the first `rotary_dim` channels, grouped-query attention over the
+// cache, SwiGLU. Each linear is fp32 or int8 with a per-row scale (slm.infer.quant.QuantLinear), multiplied in fp32
+// as the compiled int8 graph does: (x . int8 row) * scale.
 #include <torch/extension.h>
 
 #include <omp.h>
@@ -301,15 +302,17 @@ class LlamaStep {
     float* qkv = qkv_out_.data();
     int64_t best = 0;
     const int threads = at::get_num_threads();
-    // Each row-split product's chunk queues, one per thread, filled with that thread's even share (qkv is split
-    // by KV head instead).
+    // Each thread takes whole KV heads for the q/k/v product and attention where there are enough heads to go
+    // round: attention then waits for no other thread's rows, one barrier fewer per layer.
+    qkv_by_head_ = threads <= kv_heads_;
+    // Each row-split product's chunk queues, one per thread, filled with that thread's even share.
     const int64_t products = 4 * layers_ + 1;  // see part()
     if (queue_threads_ != threads) {
       queues_.reset(new Chunks[products * threads]);
       queue_threads_ = threads;
     }
     for (int64_t p = 0; p < products; ++p) {
-      if (p < 4 * layers_ && p % 4 == 0) continue;
+      if (qkv_by_head_ && p < 4 * layers_ && p % 4 == 0) continue;
       const int64_t chunks = part(p).chunks();
       for (int t = 0; t < threads; ++t) {
         const auto [lo, hi] = share(chunks, t, threads);
@@ -342,8 +345,21 @@ class LlamaStep {
       };
       for (int64_t l = 0; l < layers_; ++l) {
         rms_norm(x, attn_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
-        {  // Each thread takes whole KV heads: their query, key and value rows, then their attention, so that
-           // attention waits for no other thread's rows (one barrier fewer per layer than a row-split qkv).
+        // KV head g: rotate and store its key and value, then attend with each of its query heads.
+        auto attend_with = [&](int64_t g) {
+          float* k = qkv + (heads_ + g) * D;
+          rope(k, cos, sin, rot_);
+          float* kl = kc + ((l * kv_heads_ + g) * cache_len) * D;
+          float* vl = vc + ((l * kv_heads_ + g) * cache_len) * D;
+          std::memcpy(kl + position * D, k, D * sizeof(float));
+          std::memcpy(vl + position * D, qkv + (heads_ + kv_heads_ + g) * D, D * sizeof(float));
+          for (int64_t head = g * rep; head < (g + 1) * rep; ++head) {
+            rope(qkv + head * D, cos, sin, rot_);
+            attend(qkv + head * D, kl, vl, position + 1, D, scale, scores_.data() + head * max_len_,
+                   attn_.data() + head * D);
+          }
+        };
+        if (qkv_by_head_) {  // this thread's KV heads: their query, key and value rows, then their attention
           const Matrix& m = qkv_[l];
           const auto [g0, g1] = share(kv_heads_, tid, team);
           auto rows = [&](int64_t first, int64_t last) {
@@ -352,22 +368,14 @@ class LlamaStep {
           rows(g0 * rep, g1 * rep);                                  // queries
           rows(heads_ + g0, heads_ + g1);                            // keys
           rows(heads_ + kv_heads_ + g0, heads_ + kv_heads_ + g1);    // values
-          for (int64_t g = g0; g < g1; ++g) {  // rotate and store the key and value, then attend per query head
-            float* k = qkv + (heads_ + g) * D;
-            rope(k, cos, sin, rot_);
-            float* kl = kc + ((l * kv_heads_ + g) * cache_len) * D;
-            float* vl = vc + ((l * kv_heads_ + g) * cache_len) * D;
-            std::memcpy(kl + position * D, k, D * sizeof(float));
-            std::memcpy(vl + position * D, qkv + (heads_ + kv_heads_ + g) * D, D * sizeof(float));
-            for (int64_t head = g * rep; head < (g + 1) * rep; ++head) {
-              rope(qkv + head * D, cos, sin, rot_);
-              attend(qkv + head * D, kl, vl, position + 1, D, scale, scores_.data() + head * max_len_,
-                     attn_.data() + head * D);
-            }
-          }
-          prefetch(4 * l + 1, tid, team);
-#pragma omp barrier
+          for (int64_t g = g0; g < g1; ++g) attend_with(g);
+        } else {  // more threads than KV heads: all of them share the rows, then the heads
+          product(4 * l, h.data(), [&](int64_t r, float y) { qkv[r] = y; }, false);
+#pragma omp for schedule(static) nowait
+          for (int64_t g = 0; g < kv_heads_; ++g) attend_with(g);
         }
+        prefetch(4 * l + 1, tid, team);
+#pragma omp barrier
         product(4 * l + 1, attn_.data(), [&](int64_t r, float y) { x[r] += y; }, false);
         rms_norm(x, mlp_norm_[l].data_ptr<float>(), h.data(), dim_, eps_);
         {  // silu(gate) * up over each range of hidden units claimed: its gate rows first, then its up rows
@@ -396,10 +404,10 @@ class LlamaStep {
 
  private:
   // Ask for the first kPrefetchBytes of this thread's rows of product p while it waits at a barrier, so the
-  // memory system keeps streaming across it: for qkv its first queries' rows, else the start of its chunks.
+  // memory system keeps streaming across it: the start of its chunks, or of its KV heads' query rows.
   void prefetch(int64_t p, int tid, int team) const {
     const Part here = part(p);
-    const int64_t row = p < 4 * layers_ && p % 4 == 0
+    const int64_t row = qkv_by_head_ && p < 4 * layers_ && p % 4 == 0
                             ? share(kv_heads_, tid, team).first * (heads_ / kv_heads_) * head_dim_
                             : std::min(here.rows, share(here.chunks(), tid, team).first * here.chunk);
     const int64_t begin = row * here.m->row_bytes();
@@ -438,6 +446,7 @@ class LlamaStep {
   std::vector<float> x_, qkv_out_, attn_, ff_, scores_;
   std::unique_ptr<Chunks[]> queues_;
   int queue_threads_ = 0;
+  bool qkv_by_head_ = true;
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
