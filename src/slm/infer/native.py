@@ -43,10 +43,10 @@ _NO_SCALE = torch.empty(0)
 # int8 and nano level); 16 KB cost more in claims than the balance gained (0.94x).
 CHUNK_BYTES = 64 * 1024
 # fp32 products ask the L2 cache for the weights this many bytes ahead of their loads when the weights stream
-# from memory (more bytes than the last-level cache holds). On 2 MiB pages this made micro decode 1.12x
+# from memory (more bytes than the last-level cache holds). On 2 MiB pages this made micro decode 1.04-1.07x
 # faster through the engine, and its bare step 1.2x while the memory was fast, to 0.9 of a plain sum of the
 # same bytes; 1-3 KB did alike, 4 KB less, 8 KB nothing, and into L1 nothing. Weights that stay in the
-# cache (nano) decoded 0.8x with it, and int8 rows, paced by their widening, lost with it at 1.5 KB.
+# cache (nano) decoded 0.8-0.9x with it, and int8 rows, paced by their widening, lost with it at 1.5 KB.
 AHEAD_BYTES = 3 * 1024
 _extension = None
 _lock = threading.Lock()
