@@ -141,3 +141,30 @@ def test_without_huge_pages_nothing_moves(make_config, monkeypatch):
     model = quant.prepare_for_decoding(Decoder(make_config(300)).init_weights(seed=6).eval(), compile=True)
     pointers = {w.untyped_storage().data_ptr() for w in quant.decoding_weights(model)}
     assert len(pointers) > 1
+
+
+def test_a_refused_huge_page_advice_means_no_buffer(monkeypatch):
+    import mmap
+    import types
+
+    from slm.infer import quant
+
+    class Refusing:
+        closed = False
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def madvise(self, advice):
+            raise OSError(22, "Invalid argument")
+
+        def close(self):
+            Refusing.closed = True
+
+    fake = types.SimpleNamespace(mmap=Refusing, MADV_HUGEPAGE=14, MAP_PRIVATE=mmap.MAP_PRIVATE,
+                                 MAP_ANONYMOUS=mmap.MAP_ANONYMOUS)
+    monkeypatch.setattr(quant, "mmap", fake)
+    setting = quant.Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not setting.exists() or "[never]" in setting.read_text():
+        pytest.skip("no transparent huge pages here")
+    assert quant.huge_page_buffer(1 << 20) is None and Refusing.closed

@@ -207,7 +207,11 @@ def huge_page_buffer(nbytes: int) -> torch.Tensor | None:
         return None
     whole_pages = -(-nbytes // HUGE_PAGE) * HUGE_PAGE  # the tail too: huge pages cover aligned 2 MiB only
     mapping = mmap.mmap(-1, whole_pages + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    mapping.madvise(advice)  # before the first touch: pages are faulted in whole 2 MiB at a time
+    try:
+        mapping.madvise(advice)  # before the first touch: pages are faulted in whole 2 MiB at a time
+    except OSError:  # a kernel that lists the setting but refuses the advice
+        mapping.close()
+        return None
     whole = torch.frombuffer(mapping, dtype=torch.uint8)  # holds a reference to the mapping
     start = -whole.data_ptr() % HUGE_PAGE
     return whole[start:start + nbytes]
