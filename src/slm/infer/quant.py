@@ -234,9 +234,9 @@ def gather_on_huge_pages(model: nn.Module, align: int = 64) -> bool:
     if buffer is None:
         return False
     where = lambda t: (t.data_ptr(), t.dtype, t.shape, t.stride())
-    moving = {where(t): t for t in tensors}
+    moving, moving_ids = {where(t): t for t in tensors}, {id(t) for t in tensors}
     followers = [(t, moving[where(t)]) for t in [*model.parameters(), *model.buffers()]
-                 if where(t) in moving and all(t is not m for m in tensors)]
+                 if id(t) not in moving_ids and where(t) in moving]
     offset = 0
     for t, layout, size in zip(tensors, layouts, sizes):
         storage = buffer[offset:offset + t.numel() * t.element_size()].view(t.dtype)

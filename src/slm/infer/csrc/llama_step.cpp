@@ -312,7 +312,7 @@ class LlamaStep {
       queue_threads_ = threads;
     }
     for (int64_t p = 0; p < products; ++p) {
-      if (qkv_by_head_ && p < 4 * layers_ && p % 4 == 0) continue;
+      if (by_head(p)) continue;
       const int64_t chunks = part(p).chunks();
       for (int t = 0; t < threads; ++t) {
         const auto [lo, hi] = share(chunks, t, threads);
@@ -403,13 +403,15 @@ class LlamaStep {
   }
 
  private:
+  // Whether product p is a q/k/v product that this step splits by KV head rather than into chunks of rows.
+  bool by_head(int64_t p) const { return qkv_by_head_ && p < 4 * layers_ && p % 4 == 0; }
+
   // Ask for the first kPrefetchBytes of this thread's rows of product p while it waits at a barrier, so the
   // memory system keeps streaming across it: the start of its chunks, or of its KV heads' query rows.
   void prefetch(int64_t p, int tid, int team) const {
     const Part here = part(p);
-    const int64_t row = qkv_by_head_ && p < 4 * layers_ && p % 4 == 0
-                            ? share(kv_heads_, tid, team).first * (heads_ / kv_heads_) * head_dim_
-                            : std::min(here.rows, share(here.chunks(), tid, team).first * here.chunk);
+    const int64_t row = by_head(p) ? share(kv_heads_, tid, team).first * (heads_ / kv_heads_) * head_dim_
+                                   : std::min(here.rows, share(here.chunks(), tid, team).first * here.chunk);
     const int64_t begin = row * here.m->row_bytes();
     const int64_t end = std::min(here.m->rows * here.m->row_bytes(), begin + kPrefetchBytes);
     for (int64_t i = begin; i < end; i += 64) __builtin_prefetch(here.m->bytes() + i, 0, 3);
