@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from slm.errors import CheckpointError, ConfigError
 from slm.io import atomic_directory
 from slm.models.decoder import Decoder, ModelConfig
+from slm.models.sources import resolve_model_path
 
 SUPPORTED = {"llama": "LlamaForCausalLM", "phi": "PhiForCausalLM"}
 DEFAULT_SHARD_BYTES = 2 * 1024**3
@@ -156,7 +157,7 @@ def read_config(path: Path) -> ModelConfig:
 
 
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Decoder:
-    path = Path(path)
+    path = resolve_model_path(path)
     if not path.is_dir():
         raise CheckpointError(f"model directory not found: {path}")
     cfg = read_config(path)
@@ -246,9 +247,11 @@ def save(model, tokenizer, path: str | Path, dtype: torch.dtype | None = None,
 
 
 def load(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a local HF directory; tokenizer is None when the directory has none."""
+    """(model, tokenizer) from a local HF directory, a GGUF file or a real model's name (see slm.models.sources);
+    tokenizer is None when the directory has none."""
     from slm.tokenizer import check_compatible, load_tokenizer
 
+    path = resolve_model_path(path)
     model = load_model(path, dtype, device)
     tokenizer = load_tokenizer(path, required=False)
     if tokenizer is not None:
