@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from slm.config import build, load_recipe
+from slm.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -11,15 +12,12 @@ FILES = sorted((ROOT / "recipes").glob("*.yaml"))
 BUILT_ELSEWHERE = ("pretrain-", "finetune-", "eval-")
 
 
-def recipe_verb_config(name: str):
-    if name.startswith("eft"):
-        from slm.recipes.eft import EFTRecipeConfig
-
-        return EFTRecipeConfig
-    if name.startswith("tinygsm"):
-        from slm.recipes.tinygsm.pipeline import TinyGSMConfig
-
-        return TinyGSMConfig
+def recipe_verb_config(filename: str):
+    """The config class of the registered recipe whose YAML this is (<name>.yaml or <name>-smoke.yaml)."""
+    stem = filename.removesuffix(".yaml")
+    for recipe in RECIPES:
+        if stem in (recipe.name, f"{recipe.name}-smoke"):
+            return recipe.config_class()
     return None
 
 

@@ -1,20 +1,71 @@
-"""slm recipe NAME: run a seed system's whole pipeline at CPU scale."""
+"""slm recipe NAME: run a seed system's whole pipeline at CPU scale; `slm recipe list` names them all.
+
+The recipes come from the one registry, slm.recipes.RECIPES: a new recipe is an entry there, not here.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 
-from slm.cli import add_subverbs
-
-# (name, module with register(parser), one-line help). A new recipe is one line here.
-RECIPES: list[tuple[str, str, str]] = [
-    ("tinygsm", "slm.recipes.tinygsm", "TinyGSM: generator + verifier writing Python for grade-school math"),
-    ("eft", "slm.recipes.eft", "EFT: up-scale a small fine-tuned model with a large base by log-prob arithmetic"),
-]
+from slm.cli import HelpFormatter
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    add_subverbs(p, {name: (help_text, importlib.import_module(module).register) for name, module, help_text in RECIPES})
+    from slm.recipes import RECIPES, RESERVED_NAMES
+
+    sub = p.add_subparsers(dest="recipe", metavar="RECIPE")
+    listing = sub.add_parser("list", help="every recipe with a one-line description and the page to read",
+                             description="List every recipe: what it reproduces and the page to read.",
+                             formatter_class=HelpFormatter)
+    listing.set_defaults(func=_list)
+    for recipe in RECIPES:
+        assert recipe.name not in RESERVED_NAMES, f"a recipe may not be called {recipe.name!r}"
+        q = sub.add_parser(recipe.name, help=recipe.description, description=_description(recipe),
+                           epilog=_epilog(recipe), formatter_class=_RecipeHelpFormatter)
+        importlib.import_module(recipe.module).register(q)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+class _RecipeHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and epilog's lines (runs / time / results / read) as written; options still
+    show their defaults."""
+
+
+def _description(recipe) -> str:
+    return _lines([("", f"{recipe.description[0].upper()}{recipe.description[1:]}."),
+                   ("reproduces:", recipe.paper), ("what runs:", recipe.stages)])
+
+
+def _epilog(recipe) -> str:
+    return _lines([
+        ("config:", f"{recipe.default_yaml} (the measured run) unless --config names another"),
+        ("time:", recipe.default_time),
+        ("smoke:", f"slm recipe {recipe.name} --config {recipe.smoke_yaml} ({recipe.smoke_time}; "
+                   "checks the plumbing, its numbers mean nothing)"),
+        ("results:", recipe.results),
+        ("read:", recipe.docs_page),
+    ])
+
+
+def _lines(fields: list[tuple[str, str]], width: int = 100) -> str:
+    """'label:  text' lines, the text wrapped under itself, so that the help reads as a small table."""
+    import textwrap
+
+    indent = " " * 12
+    return "\n".join(textwrap.fill(text, width, initial_indent=f"{label:<12}" if label else "",
+                                   subsequent_indent=indent if label else "",
+                                   break_on_hyphens=False) for label, text in fields)
+
+
+def _list(args) -> int:
+    from slm.recipes import RECIPES
+
+    width = max(len(r.name) for r in RECIPES)
+    for recipe in RECIPES:
+        print(f"{recipe.name:<{width}}  {recipe.description}")
+        print(f"{'':<{width}}  {recipe.default_time}; read {recipe.docs_page}")
+    print("\n`slm recipe NAME --help` for a recipe's options, what it runs and where its results go.")
+    return 0
 
 
 def add_recipe_options(parser: argparse.ArgumentParser, default_recipe: str, example_override: str) -> None:
