@@ -1,7 +1,7 @@
 """The whole TinyGSM pipeline at smoke scale: it runs, writes what it says, and its table is consistent.
 
 The acceptance claim (verifier@N above greedy and majority@N) is measured by `slm recipe tinygsm` with
-recipes/tinygsm.yaml and reported in the README; a model trained for seconds cannot show it.
+recipes/tinygsm.yaml and reported in docs/recipes/tinygsm.md; a model trained for seconds cannot show it.
 """
 import json
 from pathlib import Path

@@ -4,7 +4,7 @@ On problems from unfamiliar templates, the small generator's commonest mistake i
 program's structure is right but a literal is not the question's (`per_hour = 11` for "$7 an hour").
 Ranking the samples of one question therefore means checking each literal against the question. The
 paper's verifier data (generator samples labelled by execution) hold few such contrasts at CPU scale, and
-a verifier trained on them alone ranks the samples of one question at chance (README, TinyGSM). These
+a verifier trained on them alone ranks the samples of one question at chance (docs/recipes/tinygsm.md). These
 pairs put the contrast in directly: the gold program (label 1) and copies with one literal replaced by
 another number of the question or a nearby value, each run in the sandbox and labelled 0 only when its
 answer changes. Labels still come from execution; this is an addition to the paper's data, not a
