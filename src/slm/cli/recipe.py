@@ -27,8 +27,8 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 class _RecipeHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's and epilog's lines (runs / time / results / read) as written; options still
-    show their defaults."""
+    """Keeps the description's and epilog's lines (what runs, config, time, smoke, results, read) as written;
+    options still show their defaults."""
 
 
 def _description(recipe) -> str:
