@@ -1,7 +1,9 @@
-"""Hugging Face model directories, both ways: config.json and safetensors <-> slm's Decoder.
+"""Hugging Face model directories, both ways: config.json and safetensors <-> a slm model of any family.
 
-Only names and config keys are translated here; the tensors are the same numbers in the same layout
-(HF Llama and Phi use the same 'rotate half' rotary convention as slm), which is why logits match.
+load_model / write_model_files / save / load dispatch on config.json's `model_type` through the family registry
+(slm.models.registry); this module also holds the decoder family's mapping (Llama, Phi). Only names and config
+keys are translated; the tensors are the same numbers in the same layout (HF Llama and Phi use the same
+'rotate half' rotary convention as slm), which is why logits match.
 """
 from __future__ import annotations
 
@@ -109,13 +111,41 @@ def _single_id(x):
     return x[0] if isinstance(x, list) and x else x
 
 
-def state_dict_to_hf(model: Decoder) -> dict[str, torch.Tensor]:
+def decoder_name_to_hf(name: str, cfg: ModelConfig) -> str | None:
+    if cfg.tie_embeddings and name == "lm_head.weight":
+        return None  # stored once, as the embedding
+    return _rename(name, cfg.arch, to_hf=True)
+
+
+def decoder_name_from_hf(hf_name: str, cfg: ModelConfig) -> str | None:
+    if hf_name.endswith("rotary_emb.inv_freq"):
+        return None  # old HF checkpoints saved this buffer; slm recomputes it
+    return _rename(hf_name, cfg.arch, to_hf=False)
+
+
+def finish_decoder(model: Decoder) -> None:
+    if model.config.tie_embeddings:
+        model.lm_head.weight = model.embed.weight
+    model.reset_rope()
+
+
+def _family(obj):
+    from slm.models.registry import family_of
+
+    family = family_of(obj)
+    if family is None:
+        raise CheckpointError(f"{type(obj).__name__} is not a model of a registered slm family")
+    return family
+
+
+def state_dict_to_hf(model) -> dict[str, torch.Tensor]:
     cfg = model.config
+    family = _family(model)
     out = {}
     for name, t in model.state_dict().items():
-        if cfg.tie_embeddings and name == "lm_head.weight":
-            continue  # stored once, as the embedding
-        out[_rename(name, cfg.arch, to_hf=True)] = t.detach().contiguous()
+        hf_name = family.name_to_hf(name, cfg)
+        if hf_name is not None:
+            out[hf_name] = t.detach().contiguous()
     return out
 
 
@@ -141,13 +171,18 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
 
 
-def read_config(path: Path) -> ModelConfig:
+def read_config(path: Path, tensor_names: set[str] | None = None):
+    """The slm config of a model directory, of whichever family its model_type names."""
+    from slm.models.registry import family_for_model_type
+
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{path}: not a model directory (no config.json)")
     try:
         d = json.loads(cfg_file.read_text())
-        return config_from_hf(d)
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{cfg_file}: not a JSON object")
+        return family_for_model_type(d.get("model_type")).config_from_hf(d, tensor_names)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from None
     except KeyError as e:
@@ -156,48 +191,52 @@ def read_config(path: Path) -> ModelConfig:
         raise CheckpointError(f"{cfg_file}: {e}") from None
 
 
-def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Decoder:
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
     path = resolve_model_path(path)
     if not path.is_dir():
         raise CheckpointError(f"model directory not found: {path}")
-    cfg = read_config(path)
+    read_config(path)  # an unsupported or broken config.json is the first thing to report
     tensors = read_safetensors(path)
+    cfg = read_config(path, set(tensors))  # (a bare encoder's pooler is there or not)
+    family = _family(cfg)
+    tensors = family.prepare_tensors(tensors, cfg)
     with torch.device("meta"):
-        model = Decoder(cfg)
+        model = family.module_class(cfg)
     expected = model.state_dict()
     state = {}
     for hf_name, t in tensors.items():
-        if hf_name.endswith("rotary_emb.inv_freq"):
-            continue  # old HF checkpoints saved this buffer; slm recomputes it
-        name = _rename(hf_name, cfg.arch, to_hf=False)
+        name = family.name_from_hf(hf_name, cfg)
+        if name is None:
+            continue
         if name not in expected:
             raise CheckpointError(f"{path}: unexpected tensor {hf_name}")
         if tuple(t.shape) != tuple(expected[name].shape):
             raise CheckpointError(f"{path}: tensor {hf_name} has shape {tuple(t.shape)}, "
                                   f"config.json implies {tuple(expected[name].shape)}")
         state[name] = t.to(device=device, dtype=dtype)
-    if cfg.tie_embeddings:
-        expected.pop("lm_head.weight", None)
-    missing = sorted(set(expected) - set(state))
+    stored = {n: family.name_to_hf(n, cfg) for n in expected}
+    missing = sorted(n for n, hf_name in stored.items() if hf_name is not None and n not in state)
     if missing:
-        hf_missing = [_rename(n, cfg.arch, to_hf=True) for n in missing[:5]]
+        hf_missing = [stored[n] for n in missing[:5]]
         raise CheckpointError(f"{path}: checkpoint lacks {len(missing)} tensor(s), e.g. {hf_missing}")
     model.load_state_dict(state, strict=False, assign=True)
-    if cfg.tie_embeddings:
-        model.lm_head.weight = model.embed.weight
-    model.reset_rope()
+    family.finish_load(model)
     return model.eval()
 
 
-def write_model_files(model: Decoder, path: Path, dtype: torch.dtype | None = None,
+def write_model_files(model, path: Path, dtype: torch.dtype | None = None,
                       max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
-    """Write config.json, generation_config.json and the safetensors weights into an existing directory."""
+    """Write config.json, the safetensors weights and (models that generate) generation_config.json into an
+    existing directory."""
     cfg = model.config
+    family = _family(model)
     tensors = {k: (v.to(dtype) if dtype is not None else v).cpu() for k, v in state_dict_to_hf(model).items()}
     out_dtype = next(iter(tensors.values())).dtype
-    (path / "config.json").write_text(json.dumps(config_to_hf(cfg, out_dtype), indent=2) + "\n")
-    gen = {k: getattr(cfg, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id") if getattr(cfg, k) is not None}
-    (path / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    (path / "config.json").write_text(json.dumps(family.config_to_hf(cfg, out_dtype), indent=2) + "\n")
+    if family.generates:
+        gen = {k: getattr(cfg, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+               if getattr(cfg, k) is not None}
+        (path / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     shards, current, size = [], {}, 0
     for name, t in tensors.items():
         nbytes = t.numel() * t.element_size()
@@ -221,7 +260,7 @@ def write_model_files(model: Decoder, path: Path, dtype: torch.dtype | None = No
 
 
 def unwrap(model):
-    """The Decoder inside torch.compile / DDP wrappers."""
+    """The slm model inside torch.compile / DDP wrappers."""
     model = getattr(model, "_orig_mod", model)
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)

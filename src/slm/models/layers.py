@@ -181,13 +181,24 @@ class SwiGLU(nn.Module):
 
 
 class GeluMLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, bias: bool = True):
+    """fc2(gelu(fc1(x))): phi's "gelu_new" is the tanh form (the default), BERT/RoBERTa's "gelu" the exact erf."""
+
+    def __init__(self, dim: int, hidden: int, bias: bool = True, approximate: str = "tanh"):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        self.approximate = approximate
 
     def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))  # phi's "gelu_new"
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
+
+
+def padding_attention_mask(padding: torch.Tensor) -> torch.Tensor:
+    """A boolean SDPA mask [B, 1, 1, T] from an HF padding mask [B, T] (1 = token): bidirectional attention
+    that hides pad keys. A fully padded row would attend to nothing (NaN), so such a row sees every key instead."""
+    keep = padding.bool()
+    keep = keep | ~keep.any(dim=-1, keepdim=True)
+    return keep[:, None, None, :]
 
 
 def make_attention_mask(q_len: int, past: int, padding: torch.Tensor | None = None,

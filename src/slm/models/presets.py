@@ -1,8 +1,5 @@
-"""Named model configs. The big ones are the published shapes; nano and micro are CPU-sized for demos and tests."""
+"""Named model configs per family. The big ones are the published shapes; the small ones are CPU-sized for demos and tests."""
 from __future__ import annotations
-
-from slm.errors import ConfigError
-from slm.models.decoder import ModelConfig
 
 PRESETS: dict[str, dict] = {
     # TinyLlama 1.1B (lit_gpt "tiny_LLaMA_1b"): Llama-2 shape with 4 query groups.
@@ -24,7 +21,25 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset(name: str, **overrides) -> ModelConfig:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return ModelConfig(**{**PRESETS[name], **overrides})
+# The encoder family (slm.models.encoder.EncoderConfig).
+_ROBERTA = dict(arch="roberta", type_vocab_size=1, norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+_BERT = dict(arch="bert", type_vocab_size=2, norm_eps=1e-12, pad_token_id=0, bos_token_id=None, eos_token_id=None)
+ENCODER_PRESETS: dict[str, dict] = {
+    # roberta-base / roberta-large (fairseq, HF FacebookAI/roberta-*): GPT-2's byte BPE, 512 tokens (514 rows).
+    "roberta-base": dict(_ROBERTA, vocab_size=50265, dim=768, n_layers=12, n_heads=12, ffn_dim=3072, max_positions=514),
+    "roberta-large": dict(_ROBERTA, vocab_size=50265, dim=1024, n_layers=24, n_heads=16, ffn_dim=4096,
+                          max_positions=514),
+    # bert-base-uncased: WordPiece 30522, two segments.
+    "bert-base": dict(_BERT, vocab_size=30522, dim=768, n_layers=12, n_heads=12, ffn_dim=3072, max_positions=512),
+    # CPU-sized: the RoBERTa paper's ablation shape scaled down (4 layers, d=128) and one size up.
+    "roberta-tiny": dict(_ROBERTA, vocab_size=8192, dim=128, n_layers=4, n_heads=4, ffn_dim=512, max_positions=130),
+    "roberta-mini": dict(_ROBERTA, vocab_size=8192, dim=256, n_layers=4, n_heads=4, ffn_dim=1024, max_positions=258),
+    "bert-tiny": dict(_BERT, vocab_size=8192, dim=128, n_layers=2, n_heads=2, ffn_dim=512, max_positions=512),
+}
+
+
+def preset(name: str, **overrides):
+    """The config of a named preset of any family (a ModelConfig for decoders, an EncoderConfig for encoders)."""
+    from slm.models.registry import preset_config
+
+    return preset_config(name, **overrides)

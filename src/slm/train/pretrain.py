@@ -56,7 +56,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
 
 
 def build_model(section: ModelSection, vocab_size: int | None):
-    from slm.models import Decoder, load_model, preset
+    from slm.models import build_model as build, load_model, preset
 
     if section.init_from:
         return load_model(section.init_from)
@@ -65,7 +65,7 @@ def build_model(section: ModelSection, vocab_size: int | None):
     overrides = dict(section.config)
     if vocab_size is not None:
         overrides.setdefault("vocab_size", vocab_size)
-    return Decoder(preset(section.preset, **overrides)).init_weights(section.seed)
+    return build(preset(section.preset, **overrides)).init_weights(section.seed)
 
 
 def make_loaders(cfg: PretrainConfig, rank: int, world: int):

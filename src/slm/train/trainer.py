@@ -146,9 +146,9 @@ class Trainer:
             if not hasattr(inner, "gradient_checkpointing"):
                 raise ConfigError("activation_checkpointing: this model has no gradient_checkpointing switch")
             inner.gradient_checkpointing = True
-        from slm.models.decoder import Block
+        from slm.models.registry import block_classes
 
-        self.wrapped = D.wrap(self.model, cfg.strategy, self.dist, layer_types=(Block,))
+        self.wrapped = D.wrap(self.model, cfg.strategy, self.dist, layer_types=block_classes())
         if cfg.compile and not self.dist.enabled:
             # One process: the loss is compiled together with the model, so the cross entropy is fused with
             # the LM head's output instead of running eagerly over a materialised [tokens, vocab] tensor.
@@ -372,17 +372,17 @@ class Trainer:
         return path
 
     def save_model_files(self, directory: Path, model_state: dict) -> None:
-        """An HF model directory for a slm Decoder (plus tokenizer); other models get model_state.safetensors."""
-        from slm.models.decoder import Decoder
+        """An HF model directory for a model of a slm family (plus tokenizer); others get model_state.safetensors."""
         from slm.models.hf import write_model_files
+        from slm.models.registry import family_of
 
         inner = _unwrap(self.model)
-        if isinstance(inner, Decoder):
+        family = family_of(inner)
+        if family is not None:
             with torch.device("meta"):
-                cpu_model = Decoder(inner.config)
+                cpu_model = family.module_class(inner.config)
             cpu_model.load_state_dict(model_state, strict=False, assign=True)
-            if inner.config.tie_embeddings:
-                cpu_model.lm_head.weight = cpu_model.embed.weight
+            family.finish_load(cpu_model)
             if self.tokenizer is not None:
                 for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
                     if getattr(cpu_model.config, attr) is None:
