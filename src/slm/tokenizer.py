@@ -11,7 +11,7 @@ from typing import Iterable, Literal
 
 from slm.errors import CheckpointError, SlmError
 
-Kind = Literal["byte-bpe", "llama-bpe"]
+Kind = Literal["byte-bpe", "llama-bpe", "roberta-bpe"]
 
 # ChatML, with {% generation %} markers so that transformers can return the assistant-token mask.
 CHATML_TEMPLATE = (
@@ -28,6 +28,8 @@ CHATML_TEMPLATE = (
 CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
 BYTE_BPE_SPECIALS = {"eos": "<|endoftext|>", "bos": "<|endoftext|>", "pad": "<|pad|>", "unk": None}
 LLAMA_SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
+# RoBERTa's layout (fairseq's dictionary order): <s>=0, <pad>=1, </s>=2, <unk>=3, then <mask>.
+ROBERTA_SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
 SPACE = "\u2581"  # SentencePiece's visible space
 
 
@@ -60,9 +62,34 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
             raise SlmError("split_digits is for kind='byte-bpe'")
         tok = _train_llama_bpe(texts, vocab_size, min_frequency, show_progress)
         names = LLAMA_SPECIALS
+    elif kind == "roberta-bpe":
+        return _train_roberta_bpe(texts, vocab_size, min_frequency, show_progress)
     else:
-        raise SlmError(f"unknown tokenizer kind {kind!r}; choose 'byte-bpe' or 'llama-bpe'")
+        raise SlmError(f"unknown tokenizer kind {kind!r}; choose 'byte-bpe', 'llama-bpe' or 'roberta-bpe'")
     return _wrap(tok, names)
+
+
+def _train_roberta_bpe(texts, vocab_size, min_frequency, show_progress):
+    """GPT-2's byte-level BPE with RoBERTa's specials and template: `<s> A </s>`, pairs `<s> A </s></s> B </s>`,
+    and a <mask> token, for the encoder family (no chat template: encoders do not chat)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(ROBERTA_SPECIALS.values())
+    if vocab_size < len(specials) + 256 + 1:
+        raise SlmError(f"vocab_size {vocab_size} is too small for a byte-level BPE (needs > {len(specials) + 257})")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+    tok.train_from_iterator(texts, trainer)
+    bos, eos = ROBERTA_SPECIALS["bos"], ROBERTA_SPECIALS["eos"]
+    tok.post_processor = processors.RobertaProcessing((eos, tok.token_to_id(eos)), (bos, tok.token_to_id(bos)),
+                                                      trim_offsets=False, add_prefix_space=False)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, cls_token=bos, sep_token=eos,
+                                   **{f"{k}_token": v for k, v in ROBERTA_SPECIALS.items()})
 
 
 def _train_llama_bpe(texts, vocab_size, min_frequency, show_progress):

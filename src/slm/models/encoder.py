@@ -3,7 +3,7 @@
     x = layernorm(word + position + token_type);  x = layernorm(x + attn(x));  x = layernorm(x + gelu_mlp(x))
     roberta: positions count real tokens from pad_id + 1      bert: positions 0..T-1, token types (segments)
 
-Forward contract: `model(input_ids, attention_mask=None, token_type_ids=None)` returns the head's output:
+Forward contract: `model(input_ids, attention_mask=None, token_type_ids=None, select=None)` returns the head's output:
 MLM logits [B, T, vocab], sequence-classification logits [B, num_labels], token-classification logits
 [B, T, num_labels], or (no head) the last hidden states [B, T, dim]. `hidden_states(...)` is the body alone and
 `head(h)` takes hidden states of any leading shape, so an MLM loss projects only its masked positions.
@@ -243,8 +243,15 @@ class Encoder(nn.Module):
         return torch.tanh(self.pooler(h[:, 0]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                select: torch.Tensor | None = None) -> torch.Tensor:
+        """select: a boolean [B, T]; a per-token head (MLM, token classes) then runs on those positions only and
+        returns [N, out], which is how an MLM loss avoids projecting every position onto the vocabulary."""
         h = self.hidden_states(input_ids, attention_mask, token_type_ids, position_ids)
+        if select is not None:
+            if self.config.head not in ("mlm", "token"):
+                raise ValueError("select is for per-token heads (mlm, token)")
+            return self.head(h[select])
         if self.head is None:
             return h
         if isinstance(self.head, LinearClassifier) and self.config.head == "sequence":

@@ -5,6 +5,9 @@
     data:       {dir: runs/data, seq_len: 256, batch_size: 16}    batch_size = rows per micro-batch, all ranks
     train:      TrainConfig fields (slm.train.TrainConfig)
     out:        the run directory (checkpoints/, metrics.jsonl, loss.png)
+    objective:  causal (default) | mlm
+    mlm:        {packing: full|doc, masking: dynamic|static, copies: 10, mask_prob: 0.15, whole_word: false, ...}
+                (objective mlm: an encoder preset such as roberta-tiny, a tokenizer with a <mask> token)
 
 `slm pretrain recipes/pretrain-nano.yaml --set train.max_steps=100` runs it; `--devices N` runs it under
 torchrun with N processes (each takes rows rank::N of every global batch).
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from slm.config import build
 from slm.errors import ConfigError
@@ -40,12 +44,27 @@ class DataSection:
 
 
 @dataclass
+class MLMSection:
+    """slm.objectives: fairseq's masking over RoBERTa's FULL-SENTENCES or DOC-SENTENCES blocks."""
+    packing: Literal["full", "doc"] = "full"
+    masking: Literal["dynamic", "static"] = "dynamic"
+    copies: int = 10  # static masking: the data duplicated this many times, each copy masked once
+    mask_prob: float = 0.15
+    random_token_prob: float = 0.1
+    leave_unmasked_prob: float = 0.1
+    whole_word: bool = False
+    seed: int = 0  # masking seed (with the epoch and the block index)
+
+
+@dataclass
 class PretrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     tokenizer: str | None = None
     out: str = "runs/pretrain"
+    objective: Literal["causal", "mlm"] = "causal"
+    mlm: MLMSection = field(default_factory=MLMSection)
 
 
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
@@ -68,16 +87,39 @@ def build_model(section: ModelSection, vocab_size: int | None):
     return build(preset(section.preset, **overrides)).init_weights(section.seed)
 
 
-def make_loaders(cfg: PretrainConfig, rank: int, world: int):
+def make_loaders(cfg: PretrainConfig, rank: int, world: int, pad_id: int = 1):
     from slm.data.loader import PackedLoader
 
     d = cfg.data
     if d.batch_size % world:
         raise ConfigError(f"data.batch_size ({d.batch_size}) must be divisible by the number of processes ({world})")
     rows = d.batch_size // world  # the loader counts rows per rank
+    if cfg.objective == "mlm":
+        from slm.objectives import MLMBlockLoader
+
+        m = cfg.mlm
+        common = dict(seed=d.seed, rank=rank, world_size=world, packing=m.packing, pad_id=pad_id)
+        train = MLMBlockLoader(d.dir, "train", d.seq_len, rows, masking=m.masking, copies=m.copies, epochs=d.epochs,
+                               **common)
+        val = MLMBlockLoader(d.dir, "val", d.seq_len, rows, epochs=1, **common)  # one fixed mask per row
+        return train, val
     train = PackedLoader(d.dir, "train", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=d.epochs)
     val = PackedLoader(d.dir, "val", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=1)
     return train, val
+
+
+def objective(cfg: PretrainConfig, model, tokenizer):
+    """(batch_transform, loss_fn) for the Trainer: causal LM packing, or masked-LM masking and its loss."""
+    if cfg.objective == "causal":
+        return (None if cfg.data.document_mask else plain_packing), None
+    from slm.objectives import MaskingConfig, MaskTokens, mlm_loss
+
+    if getattr(model.config, "head", None) != "mlm":
+        raise ConfigError("objective mlm needs a model with an MLM head (an encoder preset such as roberta-tiny)")
+    m = cfg.mlm
+    masking = MaskingConfig(mask_prob=m.mask_prob, random_token_prob=m.random_token_prob,
+                            leave_unmasked_prob=m.leave_unmasked_prob, whole_word=m.whole_word, seed=m.seed)
+    return MaskTokens(tokenizer, masking), mlm_loss
 
 
 def plain_packing(batch: dict) -> dict:
@@ -101,9 +143,10 @@ def run(cfg: PretrainConfig, resume: str | None = None, evaluators=()) -> dict:
     if cfg.data.seq_len > model.config.max_seq_len:
         raise ConfigError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
     dist = D.setup(cfg.train.device)
-    train, val = make_loaders(cfg, dist.rank, dist.world_size)
+    train, val = make_loaders(cfg, dist.rank, dist.world_size, pad_id=tokenizer.pad_token_id or 0)
+    transform, loss_fn = objective(cfg, model, tokenizer)
     trainer = Trainer(model, cfg.train, train, val, out_dir=cfg.out, tokenizer=tokenizer, evaluators=evaluators,
-                      batch_transform=None if cfg.data.document_mask else plain_packing)
+                      batch_transform=transform, loss_fn=loss_fn)
     if dist.is_main:
         from slm.io import atomic_write_text
         import yaml
