@@ -11,6 +11,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="a YAML recipe (sections model, out, data, lora, train); flags override it")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="dotted overrides applied last, e.g. train.lr=1e-4 data.seq_len=256")
+    p.add_argument("--task", choices=["sft", "classify"],
+                   help="sft: chat SFT of a decoder (default); classify: sequence classification of an encoder on "
+                        "JSONL/CSV with text, optional text_pair, label (metrics acc, macro-F1, MCC on --val-data)")
     g = p.add_argument_group("data")
     g.add_argument("--val-data", help="held-out JSONL for the validation loss")
     g.add_argument("--val-fraction", type=float, help="hold out this fraction of --data instead")
@@ -40,6 +43,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="write the demo SFT set (stdlib docstring <-> function pairs) to FILE and exit")
     g.add_argument("--demo-split", choices=["train", "heldout"], default="train", help="which split to write")
     g.add_argument("--demo-files", type=int, default=200, help="stdlib files to draw demo functions from")
+    g.add_argument("--demo-task", choices=["docstring-package", "docstring-signature"], default="docstring-package",
+                   help="with --task classify: which embedded classification task --write-demo-data writes "
+                        "(--demo-split train or heldout)")
     # Flags left out must not override the recipe: they stay unset (and help shows no "default: None").
     for action in p._actions:
         if action.default is None:
@@ -78,13 +84,15 @@ def _config_dict(args) -> dict:
     return apply_overrides(data, args.set)
 
 
-_OPTIONAL = ["model", "data", "out", "recipe", "val_data", "val_fraction", "seq_len", "batch_size", "pack_strategy",
+_OPTIONAL = ["task", "model", "data", "out", "recipe", "val_data", "val_fraction", "seq_len", "batch_size", "pack_strategy",
              "overlong", "train_on", "on_bad_line", "chat_template", "lora_r", "lora_alpha", "lora_targets", "steps",
              "lr", "device", "save_every", "eval_every", "resume", "write_demo_data"]
 
 
 def run(args) -> int:
     args = argparse.Namespace(**{**{name: None for name in _OPTIONAL}, **vars(args)})
+    if args.task == "classify":
+        return _classify(args)
     if args.write_demo_data:
         from slm.finetune.demo_data import write_demo_dataset
 
@@ -95,4 +103,30 @@ def run(args) -> int:
 
     cfg, train_cfg = build_config(_config_dict(args))
     finetune(cfg, train_cfg, resume=args.resume)
+    return 0
+
+
+def _classify(args) -> int:
+    """`slm finetune --task classify`: the same flags where they apply (model, data, val-data, out, steps, lr, ...)."""
+    from slm.config import build
+    from slm.finetune.classify import ClassifyConfig, finetune_classifier
+
+    if args.write_demo_data:
+        from slm.finetune.classify_data import write_task
+
+        split = "test" if args.demo_split == "heldout" else "train"
+        n = write_task(args.write_demo_data, args.demo_task, split)
+        print(f"wrote {n} {args.demo_task} {split} examples to {args.write_demo_data}")
+        return 0
+    data = _config_dict(args)
+    data.pop("lora", None)
+    sft_data = data.pop("data", {}) or {}
+    fields = dict(data=sft_data.get("path", ""), val_data=sft_data.get("val_path"), train=data.pop("train", {}) or {})
+    for key in ("seq_len", "batch_size"):
+        if key in sft_data:
+            fields[key] = sft_data[key]
+    if "overlong" in sft_data:
+        fields["overlong"] = sft_data["overlong"]
+    cfg = build(ClassifyConfig, {**data, **fields})
+    finetune_classifier(cfg, resume=args.resume)
     return 0

@@ -141,8 +141,23 @@ def _code(model, tokenizer, task, batch_size, seed, num_fewshot, progress):
     return out
 
 
+def _sequence_classification(model, tokenizer, task, batch_size, seed, num_fewshot, progress):
+    """An encoder's classifier head on each document (no prompt, no few-shot): acc, macro-F1, MCC."""
+    from slm.finetune.classify import Example, metrics, predict
+
+    docs = task.documents()
+    examples = [Example(task.text(d), task.target(d).strip(), task.pair(d), f"task {task.name!r} document {i}")
+                for i, d in enumerate(docs)]
+    if task.labels:
+        unknown = sorted({e.label for e in examples} - set(task.labels))
+        if unknown:
+            raise SlmError(f"task {task.name!r}: labels {unknown} are not in the task's labels {task.labels}")
+    out = predict(model, tokenizer, examples, batch_size)
+    return {"n": len(docs), **metrics(out["gold"], out["pred"])}
+
+
 _RUNNERS = {"perplexity": _perplexity, "multiple_choice": _choices, "classification": _choices,
-            "generate": _generate, "code": _code}
+            "generate": _generate, "code": _code, "sequence_classification": _sequence_classification}
 
 
 def generate_texts(model, tokenizer, prompts: list[str], task: TaskSpec, batch_size: int, seed: int,

@@ -3,6 +3,7 @@
     tasks:
       - name: arith
         kind: generate                  # perplexity | multiple_choice | generate | classification | code
+                                        # | sequence_classification (an encoder's classifier head)
         data: arith.jsonl               # relative to this YAML file
         doc_to_text: "Q: {{question}}\\nA:"
         doc_to_target: "{{answer}}"
@@ -24,7 +25,7 @@ from typing import Literal
 
 from slm.errors import ConfigError, SlmError
 
-Kind = Literal["perplexity", "multiple_choice", "generate", "classification", "code"]
+Kind = Literal["perplexity", "multiple_choice", "generate", "classification", "code", "sequence_classification"]
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TaskSpec:
     # classification: the gold label; code: the test code run after the program
     choices: str | list[str] = "choices"  # multiple_choice: a field holding the list, or a literal list
     labels: list[str] = field(default_factory=list)  # classification: the label set
+    doc_to_pair: str | None = None  # sequence_classification: the second text of a pair task (e.g. "{{text_pair}}")
     verbalizers: dict[str, str] = field(default_factory=dict)  # classification: label -> scored text
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
@@ -95,6 +97,10 @@ class TaskSpec:
 
     def target(self, doc: dict) -> str:
         return render(self.doc_to_target, doc, self.name)
+
+    def pair(self, doc: dict) -> str | None:
+        """sequence_classification: the pair's second text, when the task has one."""
+        return render(self.doc_to_pair, doc, self.name) if self.doc_to_pair else None
 
     def choice_list(self, doc: dict) -> list[str]:
         if isinstance(self.choices, list):
