@@ -175,3 +175,12 @@ def test_encoder_config_validation():
         EncoderConfig(dim=30, n_heads=4)
     with pytest.raises(slm.ConfigError, match="head"):
         EncoderConfig(head="lm")
+
+
+def test_generate_refuses_an_encoder_in_one_line(tmp_path, capsys):
+    from slm.cli import main
+
+    slm.save(Encoder(slm.preset("roberta-tiny", vocab_size=120, n_layers=1)).init_weights(0), None, tmp_path / "enc")
+    assert main(["generate", str(tmp_path / "enc"), "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not generate text" in err and len(err.splitlines()) == 1

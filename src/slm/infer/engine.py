@@ -187,6 +187,7 @@ class Engine:
             model, tokenizer = load_composition(path, dtype=dtype, device=device)
         else:
             model, tokenizer = slm.load(path, dtype=dtype, device=device)
+            refuse_non_generating(model, path)
         prepare_for_decoding(model, int8=int8, input_major=input_major, compile=compile)
         return cls(model, tokenizer, compile=compile, **kwargs)
 
@@ -382,3 +383,15 @@ class Engine:
             else:
                 scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
                                     attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]
+
+
+def refuse_non_generating(model, where) -> None:
+    """The engine decodes only with families that generate (the registry says which): an encoder is one line."""
+    from slm.errors import SlmError
+    from slm.models.registry import family_of
+
+    family = family_of(model)
+    if family is not None and not family.generates:
+        arch = getattr(model.config, "arch", family.name)
+        raise SlmError(f"{where} is a {arch} {family.name}: it does not generate text (use slm eval, or "
+                       f"slm finetune --task classify)")

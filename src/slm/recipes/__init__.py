@@ -76,6 +76,20 @@ RECIPES: list[Recipe] = [
         results="runs/tinygsm/results.json and the accuracy table on stdout; per seed, the generator "
                 "checkpoints, the verifier and the labelled samples under runs/tinygsm/seed-N/",
     ),
+    Recipe(
+        name="roberta",
+        module="slm.recipes.roberta",
+        config="slm.recipes.roberta:RobertaRecipeConfig",
+        description="RoBERTa: masked-LM pretraining ablations (dynamic vs static masking, FULL- vs DOC-SENTENCES)",
+        paper="RoBERTa (Liu et al. 2019, arXiv 1907.11692)",
+        stages="once: a RoBERTa byte BPE and token shards of the stdlib corpus; per seed and variant: an encoder "
+               "pretrained with fairseq's masking (no NSP), held-out MLM perplexity on one fixed masked set, then "
+               "classifier fine-tuning and test accuracy on the embedded stdlib docstring tasks",
+        default_time="see docs/recipes/roberta.md (measured there)",
+        smoke_time="about 15 s",
+        results="runs/roberta/results.json and the table on stdout; per seed, the pretrained and fine-tuned "
+                "checkpoints under runs/roberta/seed-N/<variant>/",
+    ),
 ]
 
 # Sub-verbs of `slm recipe` that are not recipes.
