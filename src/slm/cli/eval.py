@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from slm.cli import MODEL_SOURCE
+
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model directory (an HF checkpoint slm can load) or a composition YAML (slm.compose)")
+    p.add_argument("model", help=f"{MODEL_SOURCE}, or a composition YAML (slm.compose)")
     p.add_argument("--tasks", required=True, help="task YAML file (see README: Evaluation)")
     p.add_argument("--task", action="append", default=None, metavar="NAME",
                    help="run only this task of the file (repeatable)")

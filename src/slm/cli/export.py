@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from slm.cli import add_subverbs
+from slm.cli import MODEL_SOURCE, add_subverbs
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -14,7 +14,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def _register_gguf(p):
-    p.add_argument("model", help="an HF model directory of the Llama family (an slm checkpoint or a converted one)")
+    p.add_argument("model", help=f"a Llama-family model: {MODEL_SOURCE}")
     p.add_argument("output", help="the .gguf file to write (replaced atomically if it exists)")
     p.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default="f32",
                    help="storage of the weight matrices; norms always stay f32")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from slm.cli import MODEL_SOURCE
+
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="HF model directory (with its tokenizer) to fine-tune")
+    p.add_argument("--model", help=f"the model to fine-tune (with its tokenizer): {MODEL_SOURCE}")
     p.add_argument("--data", help="training JSONL: {'messages': [...]} or {'prompt', 'completion'} per line")
     p.add_argument("--out", help="run directory: checkpoints/, metrics.jsonl (default runs/finetune)")
     p.add_argument("--recipe", help="a YAML recipe (sections model, out, data, lora, train); flags override it")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 
+from slm.cli import MODEL_SOURCE
+
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an HF model directory (with tokenizer files) or a composition YAML (slm.compose)")
+    p.add_argument("model", help=f"{MODEL_SOURCE} (with tokenizer files), or a composition YAML (slm.compose)")
     p.add_argument("--int8", action="store_true",
                    help="quantize every linear weight, the LM head included, to int8 per output channel at load "
                         "(the embedding table stays float)")

@@ -27,7 +27,7 @@ DTYPES = ("f32", "f16", "q8_0")
 Q8_BLOCK = 32  # q8_0 quantizes rows in blocks of 32 values, each with one f16 scale
 
 # slm parameter name -> llama.cpp tensor name; {i} is the layer index.
-_TENSOR_NAMES = [
+TENSOR_NAMES = [
     ("embed.weight", "token_embd.weight"),
     ("layers.{i}.attn_norm.weight", "blk.{i}.attn_norm.weight"),
     ("layers.{i}.attn.q_proj.", "blk.{i}.attn_q."),
@@ -45,7 +45,7 @@ _TENSOR_NAMES = [
 
 def gguf_tensor_name(name: str) -> str:
     """llama.cpp's name for an slm parameter name (layers.3.attn.q_proj.weight -> blk.3.attn_q.weight)."""
-    for ours, theirs in _TENSOR_NAMES:
+    for ours, theirs in TENSOR_NAMES:
         pattern = "^" + re.escape(ours).replace(r"\{i\}", r"(?P<i>\d+)")
         m = re.match(pattern, name)
         if m:
@@ -61,6 +61,12 @@ def permute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
     """
     head_dim = w.shape[0] // n_heads
     return w.reshape(n_heads, 2, head_dim // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """The inverse of permute_rotary (GGUF import): interleaved pairs back to 'rotate half'."""
+    head_dim = w.shape[0] // n_heads
+    return w.reshape(n_heads, head_dim // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def check_exportable(cfg) -> None:
