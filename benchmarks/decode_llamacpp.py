@@ -8,6 +8,8 @@ GGUF f32 and q8_0 and decoded greedily by llama.cpp, and decoded by slm's Engine
 (N - 1) / (time for N new tokens - time for 1) after a 16-token prompt, best of --repeats (the method of
 benchmarks/decode.py, so the columns line up).
 Roofline = measured memory bandwidth / weight bytes read per token. Needs llama-cpp-python (`make check-gguf`).
+--real adds the real model (smollm2-135m-instruct, imported from its GGUF file): llama.cpp also runs the
+original Q4_1 file, and transformers' generate runs the imported HF directory.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from slm.infer import Engine, SamplingParams
 from slm.infer.quant import prepare_for_decoding, quantize_int8, weight_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
-from decode import memory_bandwidth  # noqa: E402  (the same roofline denominator as the slm-vs-transformers table)
+from decode import hf_decode_tps, memory_bandwidth  # noqa: E402  (the same roofline denominator as the slm-vs-transformers table)
 
 
 def gguf_bytes_per_token(path: Path) -> int:
@@ -57,7 +59,8 @@ def decode_rate(generate, n_tokens: int, repeats: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["nano", "micro"])
+    ap.add_argument("--presets", nargs="*", default=["nano", "micro"])
+    ap.add_argument("--real", action="store_true", help="also the real model (SmolLM2-135M-Instruct)")
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per generate call")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1,
@@ -76,11 +79,18 @@ def main(argv=None) -> int:
 
     tok = slm.train_tokenizer(list(iter_stdlib_texts(10)), vocab_size=1024, kind="byte-bpe")
     prompt = list(range(100, 116))
+    models = [(name, lambda name=name: slm.models.Decoder(slm.preset(name)).init_weights(0).eval(), tok, None)
+              for name in args.presets]
+    if args.real:
+        from slm.models.sources import real_model_file, resolve_model_path
+
+        directory = resolve_model_path("smollm2-135m-instruct")
+        models.append(("smollm2-135m", lambda: slm.load(directory)[0], slm.load(directory)[1],
+                       (directory, real_model_file("smollm2-135m-instruct"))))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.presets:
-            model = slm.models.Decoder(slm.preset(name)).init_weights(0).eval()
-            int8 = quantize_int8(slm.models.Decoder(slm.preset(name)).init_weights(0).eval())
+        for name, build, tok, real in models:
+            model, int8 = build(), quantize_int8(build())
             # The compiled step (slm generate --compile: the C++ step, fp32 or int8),
             # built and compiled here, before the timings.
             compiled = Engine(prepare_for_decoding(copy.deepcopy(model), compile=True), compile=True)
@@ -101,6 +111,17 @@ def main(argv=None) -> int:
                 llm = load_llamacpp(path, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)
                 runs.append((f"llama.cpp {dtype}", lambda n, m=llm: llamacpp_greedy(m, prompt, n),
                              gguf_bytes_per_token(path)))
+            if real is not None:
+                from transformers import AutoModelForCausalLM
+
+                directory, original = real
+                llm = load_llamacpp(original, n_ctx=len(prompt) + args.tokens + 1, n_threads=args.threads)
+                runs.append(("llama.cpp Q4_1", lambda n, m=llm: llamacpp_greedy(m, prompt, n),
+                             gguf_bytes_per_token(original)))
+                hf = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+                rate = hf_decode_tps(hf, prompt, args.tokens, args.repeats)
+                rows.append((name, "transformers generate", rate, weight_bytes(model), bandwidth / weight_bytes(model)))
+                print(f"  {name:6s} {'transformers':16s} {rate:8.1f} tok/s", flush=True)
             for label, generate, nbytes in runs:
                 rate = decode_rate(generate, args.tokens, args.repeats)
                 rows.append((name, label, rate, nbytes, bandwidth / nbytes))
