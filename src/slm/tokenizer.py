@@ -39,7 +39,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
 
     split_digits (byte-bpe): every digit is a token of its own, as in Llama and PaLM, so a number is spelled
     the same wherever it stands ("$7", "= 7", "17") and copying or comparing numbers is token identity.
-    (GGUF export supports only the plain GPT-2 pre-tokenizer.)
+    (GGUF export names this split "smollm", as llama.cpp does.)
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 

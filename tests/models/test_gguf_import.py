@@ -23,8 +23,11 @@ PROBE = "def f(x):\n    return x ** 2  # 12345\n\t  two  spaces, Ünïcödé 世
 
 @pytest.fixture(scope="module")
 def tokenizers():
-    return {kind: slm.train_tokenizer(TEXTS, vocab_size=vocab, kind=kind)
+    made = {kind: slm.train_tokenizer(TEXTS, vocab_size=vocab, kind=kind)
             for kind, vocab in (("byte-bpe", 300), ("llama-bpe", 340))}
+    # SmolLM's split (every digit apart): llama.cpp's "smollm" pre-tokenizer, both ways.
+    made["byte-bpe-digits"] = slm.train_tokenizer(TEXTS, vocab_size=300, kind="byte-bpe", split_digits=True)
+    return made
 
 
 def tiny(vocab_size: int, seed: int = 0, **overrides) -> Decoder:
@@ -38,7 +41,8 @@ def tiny(vocab_size: int, seed: int = 0, **overrides) -> Decoder:
 
 
 @pytest.mark.parametrize("kind,tied,kv_heads", [("byte-bpe", False, 2), ("byte-bpe", True, 4),
-                                                 ("llama-bpe", True, 2), ("llama-bpe", False, 4)])
+                                                 ("llama-bpe", True, 2), ("llama-bpe", False, 4),
+                                                 ("byte-bpe-digits", True, 2)])
 def test_export_then_convert_gives_the_same_logits_and_tokens(tmp_path, tokenizers, kind, tied, kv_heads):
     tok = tokenizers[kind]
     model = tiny(len(tok) + 5, tie_embeddings=tied, n_kv_heads=kv_heads)  # padded rows: [PADn] tokens
@@ -53,7 +57,7 @@ def test_export_then_convert_gives_the_same_logits_and_tokens(tmp_path, tokenize
     ids = torch.tensor([tok(PROBE).input_ids])
     with torch.no_grad():
         torch.testing.assert_close(back(ids), model(ids), atol=1e-5, rtol=0)
-    for text in (PROBE, " leading space", "x  y\n\n\tz", "ä" * 3):
+    for text in (PROBE, " leading space", "x  y\n\n\tz", "ä" * 3, "a1b22 333"):
         assert back_tok(text).input_ids == tok(text).input_ids, text
         assert back_tok.decode(back_tok(text).input_ids) == tok.decode(tok(text).input_ids), text
     assert back_tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == \

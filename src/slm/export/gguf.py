@@ -177,14 +177,29 @@ def tokenizer_kind(tokenizer) -> str:
         raise SlmError(f"GGUF export handles BPE tokenizers; this one is {model.get('type')!r}")
     pre_types = _component_types(spec.get("pre_tokenizer"))
     if "ByteLevel" in pre_types:
-        if pre_types != ["ByteLevel"] or not _find(spec.get("pre_tokenizer"), "ByteLevel").get("use_regex", True):
-            raise SlmError("this byte-level tokenizer splits text in a way llama.cpp has no name for "
-                           "(only GPT-2's own pre-tokenizer is supported)")
+        byte_level_split(spec)  # refuses a split llama.cpp has no name for
         return "gpt2"
     if model.get("byte_fallback") and ("Metaspace" in pre_types or "Replace" in _component_types(spec.get("normalizer"))):
         return "llama"
     raise SlmError("unsupported tokenizer for GGUF: expected slm's byte-bpe (GPT-2 style) or llama-bpe "
                    "(SentencePiece style with byte fallback)")
+
+
+def byte_level_split(spec: dict) -> str:
+    """llama.cpp's name (tokenizer.ggml.pre) for how a byte-level tokenizer splits text before its merges.
+
+    "gpt-2": GPT-2's regex alone; "smollm": every digit apart first (SmolLM's, and slm's split_digits).
+    slm.models.gguf_import rebuilds the same two.
+    """
+    pre = spec.get("pre_tokenizer")
+    types = _component_types(pre)
+    if _find(pre, "ByteLevel").get("use_regex", True):
+        if types == ["ByteLevel"]:
+            return "gpt-2"
+        if types == ["Digits", "ByteLevel"] and _find(pre, "Digits").get("individual_digits"):
+            return "smollm"
+    raise SlmError("this byte-level tokenizer splits text in a way llama.cpp has no name for (slm exports "
+                   "GPT-2's own split and SmolLM's digits-apart split)")
 
 
 def write_tokenizer(writer, tokenizer, cfg) -> None:
@@ -193,7 +208,7 @@ def write_tokenizer(writer, tokenizer, cfg) -> None:
     tokens, types = vocabulary(tokenizer, cfg.vocab_size, kind)
     writer.add_tokenizer_model(kind)
     if kind == "gpt2":
-        writer.add_tokenizer_pre("gpt-2")
+        writer.add_tokenizer_pre(byte_level_split(spec))
         writer.add_token_list(tokens)
         writer.add_token_types(types)
         writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]])
