@@ -8,7 +8,7 @@ from slm.cli import MODEL_SOURCE
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=f"{MODEL_SOURCE}, or a composition YAML (slm.compose)")
-    p.add_argument("--tasks", required=True, help="task YAML file (see README: Evaluation)")
+    p.add_argument("--tasks", required=True, help="task YAML file (see docs/evaluation.md)")
     p.add_argument("--task", action="append", default=None, metavar="NAME",
                    help="run only this task of the file (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="at most N documents per task")
