@@ -9,7 +9,10 @@ The engine drives any model-like object with the Decoder's interface, never its 
 `forward(input_ids, position_ids=None, attention_mask=None, cache=None, logits_to_keep=0)` -> scores [B, T, V]
 (logits or log-probabilities) and `new_cache(batch, max_len)` -> a cache with `length`, `truncate`, `select`.
 Prompts of different lengths are left-padded and given a 2-D padding mask and position ids = cumsum(mask) - 1,
-as transformers' generate does, so each row computes exactly what it would compute alone.
+as transformers' generate does, so each row computes exactly what it would compute alone. A family whose models
+are driven differently registers an engine adapter (slm.models.registry) with that interface plus
+`prefill(input_ids, attention_mask, cache_len)` -> (last scores, cache): an encoder-decoder encodes the prompt
+there and decodes from its start token (slm.models.seq2seq.Seq2SeqRunner).
 """
 from __future__ import annotations
 
@@ -168,6 +171,7 @@ class Engine:
         self.eos_token_ids = set(eos_token_ids)
         self.pad_token_id = next(iter(sorted(self.eos_token_ids)), 0)  # any id works: padding is masked
         self.device = model_device(model)
+        self.runner = _runner(self.model)  # what prefill and decoding steps call
         self.compiled_step = _decoding_step(self.model, compile) if compile else None
 
     @classmethod
@@ -259,6 +263,12 @@ class Engine:
             for events in self.steps(seqs[start:start + self.max_batch_size]):
                 yield from events
 
+    def beam_search(self, prompts: str | list[str] | list[list[int]], params=None):
+        """The n-best list of each prompt, best first (slm.infer.beam: transformers' beam search)."""
+        from slm.infer.beam import BeamParams, beam_search
+
+        return beam_search(self, prompts, params or BeamParams())
+
     # ---- the loop ----
 
     def _prefill(self, rows: list[Sequence], cache_len: int):
@@ -275,10 +285,23 @@ class Engine:
         ids, mask = ids.to(dev), mask.to(dev)
         padded = min(lengths) != width
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        if hasattr(self.runner, "prefill"):
+            scores, cache = self.runner.prefill(ids, mask, cache_len)
+            return scores, cache, mask, positions[:, -1:], False  # decoder inputs are never padded
         cache = self.model.new_cache(len(rows), cache_len)
         scores = self.model(ids, position_ids=positions if padded else None, attention_mask=mask if padded else None,
                             cache=cache, logits_to_keep=1)[:, -1]
         return scores, cache, mask, positions[:, -1:], padded
+
+    def _decode(self, tokens: torch.Tensor, cache, mask, last_position, padded: bool):
+        """One decoding step of every row: (last-position scores, padding mask, positions) after it."""
+        if padded:  # unpadded rows need neither: their positions follow the cache (and each op here costs
+            # tens of µs after a step has streamed the weights through the caches)
+            last_position = last_position + 1
+            mask = torch.cat([mask, mask.new_ones(len(tokens), 1)], dim=1)
+        scores = self.runner(tokens.view(-1, 1), position_ids=last_position if padded else None,
+                             attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]
+        return scores, mask, last_position
 
     @staticmethod
     def _events(rows: list[Sequence], tokens: torch.Tensor, room: bool) -> tuple[list[StreamEvent], list[int]]:
@@ -372,17 +395,20 @@ class Engine:
                     seen = None  # rebuilt from every row's tokens at the next step
             if not active:
                 return
-            if padded:  # unpadded rows need neither: their positions follow the cache (and each op here costs
-                # tens of µs after a step has streamed the weights through the caches)
-                last_position = last_position + 1
-                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             greedy = None
             if self.compiled_step is not None and len(active) == 1 and not padded:
                 scores = self.compiled_step(tokens, cache)
                 greedy = self.compiled_step.argmax
             else:
-                scores = self.model(tokens.view(-1, 1), position_ids=last_position if padded else None,
-                                    attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)[:, -1]
+                scores, mask, last_position = self._decode(tokens, cache, mask, last_position, padded)
+
+
+def _runner(model):
+    """The model itself, or its family's engine adapter (an encoder-decoder's Seq2SeqRunner)."""
+    from slm.models.registry import family_of
+
+    family = family_of(model)
+    return family.engine_adapter(model) if family is not None and family.engine_adapter else model
 
 
 def refuse_non_generating(model, where) -> None:

@@ -234,8 +234,8 @@ def write_model_files(model, path: Path, dtype: torch.dtype | None = None,
     out_dtype = next(iter(tensors.values())).dtype
     (path / "config.json").write_text(json.dumps(family.config_to_hf(cfg, out_dtype), indent=2) + "\n")
     if family.generates:
-        gen = {k: getattr(cfg, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")
-               if getattr(cfg, k) is not None}
+        gen = {k: getattr(cfg, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+               if getattr(cfg, k, None) is not None}
         (path / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     shards, current, size = [], {}, 0
     for name, t in tensors.items():

@@ -38,6 +38,22 @@ ENCODER_PRESETS: dict[str, dict] = {
 }
 
 
+# The encoder-decoder family (slm.models.seq2seq.Seq2SeqConfig).
+_T5_V11 = dict(ffn="gated-gelu", tie_embeddings=False)
+SEQ2SEQ_PRESETS: dict[str, dict] = {
+    # t5-small / t5-base (v1.0, Raffel et al.): ReLU, the output tied to the embedding. t5-small is FLAME's 60M.
+    "t5-small": dict(vocab_size=32128, dim=512, n_layers=6, n_heads=8, head_dim=64, ffn_dim=2048),
+    "t5-base": dict(vocab_size=32128, dim=768, n_layers=12, n_heads=12, head_dim=64, ffn_dim=3072),
+    # google/flan-t5-small (T5 v1.1 shape): gated GELU, untied, 8 layers, 6 heads of 64 over d=512.
+    "flan-t5-small": dict(_T5_V11, vocab_size=32128, dim=512, n_layers=8, n_heads=6, head_dim=64, ffn_dim=1024),
+    # CPU-sized v1.1 shapes, vocabularies as the byte-level tokenizers slm trains.
+    "t5-tiny": dict(_T5_V11, vocab_size=8192, dim=128, n_layers=2, n_heads=4, head_dim=32, ffn_dim=256,
+                    max_seq_len=256),
+    "t5-mini": dict(_T5_V11, vocab_size=8192, dim=256, n_layers=4, n_heads=4, head_dim=64, ffn_dim=640,
+                    max_seq_len=512),
+}
+
+
 def preset(name: str, **overrides):
     """The config of a named preset of any family (a ModelConfig for decoders, an EncoderConfig for encoders)."""
     from slm.models.registry import preset_config

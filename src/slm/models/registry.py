@@ -37,6 +37,10 @@ class Family:
     prepare_tensors: Callable[[dict, Any], dict] = lambda tensors, cfg: tensors
     generates: bool = False  # the engine decodes with it (forward + KV cache)
     embeds: bool = False  # it serves /v1/embeddings
+    # The engine's view of a model (slm.infer.engine) when the model itself is not it: encoder-decoders encode the
+    # prompt at prefill, then decode.
+    engine_adapter: Callable[[nn.Module], Any] | None = None
+    seq2seq: bool = False  # the prompt is the encoder's input; training pairs inputs with targets
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -95,7 +99,7 @@ def _builtin() -> None:
     """The families slm ships, registered on first use (their modules import this one's callers)."""
     if "decoder" in _FAMILIES:
         return
-    from slm.models import decoder, encoder, hf, hf_encoder, presets
+    from slm.models import decoder, encoder, hf, hf_encoder, hf_seq2seq, presets, seq2seq
 
     register(Family(
         name="decoder", model_types=tuple(hf.SUPPORTED), config_class=decoder.ModelConfig,
@@ -109,3 +113,8 @@ def _builtin() -> None:
         config_from_hf=hf_encoder.config_from_hf, config_to_hf=hf_encoder.config_to_hf,
         name_to_hf=hf_encoder.name_to_hf, name_from_hf=hf_encoder.name_from_hf,
         prepare_tensors=hf_encoder.alias_from_hf, finish_load=lambda m: m.tie_weights(), embeds=True))
+    register(Family(
+        name="seq2seq", model_types=("t5",), config_class=seq2seq.Seq2SeqConfig, module_class=seq2seq.Seq2Seq,
+        block_class=seq2seq.Block, presets=presets.SEQ2SEQ_PRESETS, config_from_hf=hf_seq2seq.config_from_hf,
+        config_to_hf=hf_seq2seq.config_to_hf, name_to_hf=hf_seq2seq.name_to_hf, name_from_hf=hf_seq2seq.name_from_hf,
+        finish_load=lambda m: m.tie_weights(), generates=True, engine_adapter=seq2seq.Seq2SeqRunner, seq2seq=True))
