@@ -11,7 +11,7 @@ from typing import Iterable, Literal
 
 from slm.errors import CheckpointError, SlmError
 
-Kind = Literal["byte-bpe", "llama-bpe", "roberta-bpe"]
+Kind = Literal["byte-bpe", "llama-bpe", "roberta-bpe", "t5-bpe"]
 
 # ChatML, with {% generation %} markers so that transformers can return the assistant-token mask.
 CHATML_TEMPLATE = (
@@ -31,6 +31,9 @@ LLAMA_SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 # RoBERTa's layout (fairseq's dictionary order): <s>=0, <pad>=1, </s>=2, <unk>=3, then <mask>.
 ROBERTA_SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
 SPACE = "\u2581"  # SentencePiece's visible space
+# T5's layout: <pad>=0 (also the decoder's start), </s>=1, <unk>=2; 100 sentinels at the very top, <extra_id_0> last.
+T5_SPECIALS = {"pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
+T5_SENTINELS = 100
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "byte-bpe",
@@ -64,8 +67,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
         names = LLAMA_SPECIALS
     elif kind == "roberta-bpe":
         return _train_roberta_bpe(texts, vocab_size, min_frequency, show_progress)
+    elif kind == "t5-bpe":
+        return _train_t5_bpe(texts, vocab_size, min_frequency, show_progress)
     else:
-        raise SlmError(f"unknown tokenizer kind {kind!r}; choose 'byte-bpe', 'llama-bpe' or 'roberta-bpe'")
+        raise SlmError(f"unknown tokenizer kind {kind!r}; choose 'byte-bpe', 'llama-bpe', 'roberta-bpe' or 't5-bpe'")
     return _wrap(tok, names)
 
 
@@ -90,6 +95,32 @@ def _train_roberta_bpe(texts, vocab_size, min_frequency, show_progress):
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return PreTrainedTokenizerFast(tokenizer_object=tok, cls_token=bos, sep_token=eos,
                                    **{f"{k}_token": v for k, v in ROBERTA_SPECIALS.items()})
+
+
+def _train_t5_bpe(texts, vocab_size, min_frequency, show_progress):
+    """A byte-level BPE in T5's layout, for encoder-decoders: every encoded text ends with </s> (T5 appends it to
+    inputs and targets alike) and the sentinels span corruption uses are the top 100 ids, as in T5's vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(T5_SPECIALS.values())
+    if vocab_size < len(specials) + T5_SENTINELS + 256 + 1:
+        raise SlmError(f"vocab_size {vocab_size} is too small for a T5 byte-level BPE "
+                       f"(needs > {len(specials) + T5_SENTINELS + 257})")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - T5_SENTINELS, min_frequency=min_frequency,
+                                  special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=show_progress)
+    tok.train_from_iterator(texts, trainer)
+    sentinels = [f"<extra_id_{i}>" for i in reversed(range(T5_SENTINELS))]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials + sentinels])
+    eos = T5_SPECIALS["eos"]
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
+                                                       special_tokens=[(eos, tok.token_to_id(eos))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=sentinels[::-1],
+                                   **{f"{k}_token": v for k, v in T5_SPECIALS.items()})
 
 
 def _train_llama_bpe(texts, vocab_size, min_frequency, show_progress):

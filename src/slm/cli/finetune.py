@@ -13,9 +13,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="a YAML recipe (sections model, out, data, lora, train); flags override it")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="dotted overrides applied last, e.g. train.lr=1e-4 data.seq_len=256")
-    p.add_argument("--task", choices=["sft", "classify"],
-                   help="sft: chat SFT of a decoder (default); classify: sequence classification of an encoder on "
-                        "JSONL/CSV with text, optional text_pair, label (metrics acc, macro-F1, MCC on --val-data)")
+    p.add_argument("--task", choices=["sft", "seq2seq", "classify"],
+                   help="sft: chat SFT of a decoder (default); seq2seq: an encoder-decoder (T5) on JSONL "
+                        "{'input', 'target'} pairs (chosen by itself for a t5 checkpoint); classify: sequence "
+                        "classification of an encoder on JSONL/CSV with text, optional text_pair, label (metrics acc, "
+                        "macro-F1, MCC on --val-data)")
     g = p.add_argument_group("data")
     g.add_argument("--val-data", help="held-out JSONL for the validation loss")
     g.add_argument("--val-fraction", type=float, help="hold out this fraction of --data instead")
@@ -23,7 +25,8 @@ def register(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="rows per micro-batch (default 8)")
     g.add_argument("--no-pack", action="store_true", help="one example per row, padded, instead of packing")
     g.add_argument("--pack-strategy", choices=["bfd", "greedy"], help="bin packing: best-fit decreasing or next-fit")
-    g.add_argument("--overlong", choices=["truncate", "drop"], help="examples longer than --seq-len (default truncate)")
+    g.add_argument("--overlong", choices=["truncate", "drop", "error"],
+                   help="examples longer than --seq-len (default truncate; encoder-decoders: error)")
     g.add_argument("--train-on", choices=["assistant", "all"], help="loss on assistant tokens only (default) or all")
     g.add_argument("--on-bad-line", choices=["error", "skip"],
                    help="a malformed JSONL line stops the run (default) or is skipped with a warning")
@@ -104,7 +107,7 @@ def run(args) -> int:
     from slm.finetune.run import build_config, finetune
 
     cfg, train_cfg = build_config(_config_dict(args))
-    finetune(cfg, train_cfg, resume=args.resume)
+    finetune(cfg, train_cfg, resume=args.resume, task=args.task)
     return 0
 
 

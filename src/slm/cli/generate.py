@@ -70,6 +70,14 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draft", default=None, help="a draft model directory: speculative decoding (one prompt)")
     p.add_argument("--draft-k", type=int, default=4, help="draft tokens per speculative round")
     p.add_argument("--json", action="store_true", help="print one JSON object per prompt")
+    g = p.add_argument_group("beam search (transformers' semantics; decoders and encoder-decoders)")
+    g.add_argument("--num-beams", type=int, default=1, help="beams per prompt (1 = sampling as above)")
+    g.add_argument("--length-penalty", type=float, default=1.0,
+                   help="scores are summed log-probabilities / length ** this (> 0 favours longer outputs)")
+    g.add_argument("--early-stopping", choices=["true", "false", "never"], default="false",
+                   help="true: stop when num-beams hypotheses are done; false: when none can improve (heuristic); "
+                        "never: the exact search")
+    g.add_argument("--num-return-sequences", type=int, default=1, help="the n best hypotheses to print per prompt")
     p.set_defaults(func=run)
 
 
@@ -104,6 +112,8 @@ def run(args) -> int:
     if (args.stream or args.draft) and len(prompts) != 1:
         raise SlmError("--stream and --draft take exactly one prompt")
     engine = load_engine(args)
+    if args.num_beams != 1 or args.num_return_sequences != 1:
+        return _beam(args, engine, prompts)
     params = sampling_params(args)
     start = time.perf_counter()
     if args.draft:
@@ -139,4 +149,29 @@ def run(args) -> int:
                 print("-" * 40)
     n = sum(len(c.token_ids) for c in completions)
     print(f"[{n} tokens in {elapsed:.2f}s: {n / max(elapsed, 1e-9):.1f} tokens/s]", file=sys.stderr)
+    return 0
+
+
+def _beam(args, engine, prompts) -> int:
+    import json
+    import sys
+
+    from slm.errors import SlmError
+    from slm.infer.beam import BeamParams
+
+    if args.stream or args.draft or args.temperature > 0:
+        raise SlmError("--num-beams searches deterministically: drop --stream, --draft and --temperature")
+    early = {"true": True, "false": False, "never": "never"}[args.early_stopping]
+    params = BeamParams(num_beams=args.num_beams, max_tokens=args.max_tokens, length_penalty=args.length_penalty,
+                        early_stopping=early, num_return_sequences=args.num_return_sequences)
+    for prompt, hyps in zip(prompts, engine.beam_search(prompts, params)):
+        if args.json:
+            print(json.dumps({"prompt": prompt, "beams": [{"text": h.text, "score": h.score,
+                              "finish_reason": h.finish_reason} for h in hyps]}))
+            continue
+        for rank, h in enumerate(hyps, 1):
+            print(f"[{rank}] score {h.score:.4f}: {h.text}")
+        if len(prompts) > 1:
+            print("-" * 40)
+    print(f"[beam search: {args.num_beams} beams over {len(prompts)} prompt(s)]", file=sys.stderr)
     return 0

@@ -88,3 +88,19 @@ def recipe_settings(args, default_recipe: str) -> dict:
     if args.out:
         data["out_dir"] = args.out
     return data
+
+
+def table_recipe_main(default_recipe: str, config_class: type, run, format_table, extra=None):
+    """The function of a recipe verb: build the config (YAML, --set, --out), run, print the table and where the
+    results went; extra(summary) may add a line (a composition file, ...)."""
+    def main(args) -> int:
+        from pathlib import Path
+
+        from slm.config import build
+
+        summary = run(build(config_class, recipe_settings(args, default_recipe)))
+        print(format_table(summary))
+        tail = f"; {extra(summary)}" if extra else ""
+        print(f"results: {Path(summary['config']['out_dir']) / 'results.json'} ({summary['seconds']:.0f}s){tail}")
+        return 0
+    return main

@@ -119,8 +119,10 @@ def _generate(model, tokenizer, task, batch_size, seed, num_fewshot, progress):
     references = [task.reference(doc) for doc in docs]
     fold = str.lower if task.ignore_case else (lambda s: s)
     hits = [a is not None and r is not None and fold(a) == fold(r) for a, r in zip(answers, references)]
+    rouge = [M.rouge_l(c[0], r) for c, r in zip(completions, references) if r is not None]
     return {"n": len(docs), "exact_match": sum(hits) / len(hits) if hits else float("nan"),
-            "extracted": sum(a is not None for a in answers) / len(answers) if answers else float("nan")}
+            "extracted": sum(a is not None for a in answers) / len(answers) if answers else float("nan"),
+            "rougeL": sum(rouge) / len(rouge) if rouge else float("nan")}
 
 
 def _code(model, tokenizer, task, batch_size, seed, num_fewshot, progress):
@@ -166,8 +168,12 @@ def generate_texts(model, tokenizer, prompts: list[str], task: TaskSpec, batch_s
     from slm.infer import Engine, SamplingParams
 
     stop = task.stop if task.stop is not None else [task.fewshot_delimiter]
+    from slm.models.registry import family_of
+
+    family = family_of(model)
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-    room = (max_len - task.max_tokens) if max_len else None
+    # A decoder's prompt and output share its context; an encoder-decoder's prompt has the encoder to itself.
+    room = (max_len - (0 if family is not None and family.seq2seq else task.max_tokens)) if max_len else None
     if room is not None and room < 1:
         raise SlmError(f"task {task.name!r}: max_tokens {task.max_tokens} leaves no room in a {max_len}-token context")
     encoded = []

@@ -82,3 +82,11 @@ def perplexity_metrics(loglikelihood: float, tokens: int, words: int, n_bytes: i
 def count_words(text: str) -> int:
     """lm-eval's word count for word_perplexity: pieces between runs of whitespace."""
     return len(re.split(r"\s+", text))
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """Rouge-L F-measure (rouge-score, with its stemmer off and its default tokenizer), as FLAN and
+    Super-NaturalInstructions report it."""
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"]).score(reference, prediction)["rougeL"].fmeasure

@@ -10,6 +10,10 @@ the prefix token (BOS, else EOS). The first continuation token is predicted from
 
 Batching never changes a result: requests are sorted by length (longest first), right-padded (a causal model
 never looks right, so padding needs no mask), and log-probabilities are taken in float32.
+
+Encoder-decoders are scored as lm-eval's seq2seq backend scores them: context and continuation are encoded
+separately, each with the tokenizer's specials (T5's </s> included), the context is the encoder's input and the
+continuation the decoder's target; rolling log-likelihood (perplexity) is a decoder's measure and is refused.
 """
 from __future__ import annotations
 
@@ -34,6 +38,10 @@ class Scorer:
         self.max_length = int(max_length or getattr(config, "max_seq_len", None) or 2048)
         self.add_bos = add_bos
         self.show_progress = show_progress
+        from slm.models.registry import family_of
+
+        family = family_of(self.core)
+        self.seq2seq = bool(family is not None and family.seq2seq)
 
     # ---- tokens ----
 
@@ -56,6 +64,8 @@ class Scorer:
         return self.tokenizer.encode(text, **kwargs)
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if self.seq2seq:
+            return self.tokenizer.encode(context), self.tokenizer.encode(continuation)
         if context == "":
             cont = self.encode(continuation, add_special_tokens=False)
             if cont and cont[0] == self.prefix_token_id:
@@ -76,6 +86,11 @@ class Scorer:
 
     def loglikelihood_rolling(self, texts: Sequence[str], return_counts: bool = False):
         """Sum of log p over every token of each text, in disjoint windows of max_length (lm-eval's rolling)."""
+        if self.seq2seq:
+            from slm.errors import SlmError
+
+            raise SlmError("rolling log-likelihood (perplexity tasks) is for decoders; score an encoder-decoder with "
+                           "multiple_choice or generate tasks")
         windows, owner, counts = [], [], []
         for i, text in enumerate(texts):
             tokens = self.encode(text)
@@ -125,6 +140,8 @@ class Scorer:
 
     def _score_batch(self, batch: list[TokenRequest]) -> list[tuple[float, bool]]:
         device = next(self.core.parameters()).device
+        if self.seq2seq:
+            return self._score_seq2seq(batch, device)
         inputs, spans = [], []
         for context, continuation in batch:
             # lm-eval: keep the last max_length + 1 tokens, feed all but the last one.
@@ -145,6 +162,24 @@ class Scorer:
             n = len(continuation)
             logprobs = logits[row, length - n - offset:length - offset].float().log_softmax(-1)
             target = torch.tensor(continuation, device=logprobs.device)
+            greedy = bool((logprobs.argmax(-1) == target).all())
+            out.append((float(logprobs.gather(-1, target[:, None]).sum()), greedy))
+        return out
+
+
+    def _score_seq2seq(self, batch: list[TokenRequest], device) -> list[tuple[float, bool]]:
+        from slm.finetune.seq2seq import Pair, collate_pairs
+        from slm.models.seq2seq import shift_right
+
+        cfg = self.core.config
+        pairs = [Pair(list(context)[-self.max_length:], list(continuation)) for context, continuation in batch]
+        b = {k: v.to(device) for k, v in collate_pairs(pairs, cfg.pad_token_id or 0).items()}
+        logits = self.model(b["input_ids"], attention_mask=b["attention_mask"],
+                            decoder_input_ids=shift_right(b["labels"], cfg.decoder_start_token_id, cfg.pad_token_id or 0))
+        out = []
+        for row, (_, continuation) in enumerate(batch):
+            logprobs = logits[row, :len(continuation)].float().log_softmax(-1)
+            target = torch.tensor(list(continuation), device=logprobs.device)
             greedy = bool((logprobs.argmax(-1) == target).all())
             out.append((float(logprobs.gather(-1, target[:, None]).sum()), greedy))
         return out

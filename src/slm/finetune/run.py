@@ -22,14 +22,14 @@ LORA_STATE = "lora_state.safetensors"
 
 @dataclass
 class SFTDataConfig:
-    path: str = ""  # JSONL: {"messages": [...]} or {"prompt", "completion"} per line
+    path: str = ""  # JSONL: {"messages": [...]} or {"prompt", "completion"} per line; encoder-decoders {"input", "target"}
     val_path: str | None = None  # a held-out JSONL for the validation loss
     val_fraction: float = 0.0  # or hold out this fraction of `path` (seeded)
     seq_len: int | None = None  # tokens per row; None: the model's max_seq_len
     batch_size: int = 8  # rows per micro-batch (packed rows of seq_len tokens, or padded examples)
     pack: bool = True
     strategy: str = "bfd"  # bfd | greedy
-    overlong: str = "truncate"  # truncate | drop
+    overlong: str | None = None  # truncate | drop | error; None: truncate (decoders), error (encoder-decoders)
     train_on: str = "assistant"  # assistant | all
     on_bad_line: str = "error"  # error | skip
     chat_template: str | None = None  # a Jinja file to use instead of the tokenizer's template
@@ -83,7 +83,7 @@ def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), sa
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     rank, world_size = world
     common = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=pad_id, pack=cfg.pack,
-                  strategy=cfg.strategy, overlong=cfg.overlong, rank=rank, world_size=world_size,
+                  strategy=cfg.strategy, overlong=cfg.overlong or "truncate", rank=rank, world_size=world_size,
                   attention_mask=False)  # the trainer builds the block mask from document_ids, on the device
     train = SFTBatches(examples, seed=cfg.seed, **common)
     stats = train.token_stats()
@@ -91,6 +91,29 @@ def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), sa
         f"{stats['targets']:,} target tokens of {stats['tokens']:,}, {stats['fill']:.0%} of the row slots filled"
         f"{' (packed, ' + cfg.strategy + ')' if cfg.pack else ' (padded)'}")
     val = SFTBatches(val_examples, seed=cfg.seed, shuffle=False, **common) if val_examples else None
+    return train, val
+
+
+def load_seq2seq_data(cfg: SFTDataConfig, tokenizer, model_config, say=print):
+    """(train, validation or None) input/target batches for an encoder-decoder (slm.finetune.seq2seq)."""
+    from slm.finetune.seq2seq import Seq2SeqBatches, load_pairs
+
+    limit = model_config.max_seq_len
+    load = lambda path: load_pairs(path, tokenizer, min(cfg.seq_len or limit, limit), limit, cfg.overlong or "error",
+                                   cfg.on_bad_line)
+    pairs = load(cfg.path)
+    val_pairs = load(cfg.val_path) if cfg.val_path else None
+    if val_pairs is None and cfg.val_fraction > 0:
+        order = list(range(len(pairs)))
+        random.Random(f"slm-sft-val:{cfg.seed}").shuffle(order)
+        n_val = max(1, int(len(pairs) * cfg.val_fraction))
+        val_pairs = [pairs[i] for i in sorted(order[:n_val])]
+        pairs = [pairs[i] for i in sorted(order[n_val:])]
+    train = Seq2SeqBatches(pairs, cfg.batch_size, tokenizer.pad_token_id or 0, seed=cfg.seed)
+    say(f"{cfg.path}: {len(pairs)} input/target pair(s), {len(train)} padded batch(es) per epoch, "
+        f"{train.fill():.0%} of the batch slots filled (no packing)")
+    val = Seq2SeqBatches(val_pairs, cfg.batch_size, tokenizer.pad_token_id or 0, shuffle=False, epochs=1) \
+        if val_pairs else None
     return train, val
 
 
@@ -135,12 +158,14 @@ class SFTTrainer(Trainer):
         return state
 
 
-def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=print) -> dict:
-    """Load the model, the data and (optionally) LoRA, then train with slm.train.Trainer. Returns fit()'s summary."""
+def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=print, task: str | None = None) -> dict:
+    """Load the model, the data and (optionally) LoRA, then train with slm.train.Trainer. Returns fit()'s summary.
+    Encoder-decoders train on input/target pairs (task "seq2seq", chosen by the model's family); decoders on chats."""
     import os
 
     import slm
     from slm.finetune.lora import apply_lora, trainable_parameters
+    from slm.models.registry import family_of
 
     if not cfg.model:
         raise SlmError("no model: pass --model DIR (an HF model directory with its tokenizer)")
@@ -149,19 +174,31 @@ def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=prin
     model, tokenizer = slm.load(cfg.model)
     if tokenizer is None:
         raise SlmError(f"{cfg.model} has no tokenizer; SFT renders conversations through the tokenizer's chat template")
+    family = family_of(model)
+    seq2seq = family is not None and family.seq2seq and not model.config.encoder_only
+    if task == "seq2seq" and not seq2seq:
+        raise SlmError(f"{cfg.model} is a {getattr(model.config, 'arch', '?')} "
+                       f"{family.name if family else 'model'}, not an encoder-decoder: --task seq2seq needs one "
+                       "(such as a t5 checkpoint); fine-tune a decoder with --task sft on prompt/completion pairs")
     if cfg.data.seq_len is None:
         cfg.data.seq_len = model.config.max_seq_len
     if cfg.data.seq_len > model.config.max_seq_len:
         raise SlmError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
     world = (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
     rank0_say = say if world[0] == 0 else (lambda *_: None)
-    train_data, val_data = load_data(cfg.data, tokenizer, world, rank0_say)
+    if seq2seq:
+        from slm.models.seq2seq import seq2seq_loss
+
+        train_data, val_data = load_seq2seq_data(cfg.data, tokenizer, model.config, rank0_say)
+    else:
+        train_data, val_data = load_data(cfg.data, tokenizer, world, rank0_say)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora, seed=train_cfg.seed)
         n_train, n_all = trainable_parameters(model)
         rank0_say(f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} on {sorted(model.peft_config['default'].target_modules)}:"
                   f" {n_train:,} trainable parameters of {n_all:,} ({n_train / n_all:.2%})")
-    trainer = SFTTrainer(model, train_cfg, train_data, val_data, out_dir=cfg.out, tokenizer=tokenizer)
+    trainer = SFTTrainer(model, train_cfg, train_data, val_data, out_dir=cfg.out, tokenizer=tokenizer,
+                         loss_fn=seq2seq_loss if seq2seq else None)
     result = trainer.fit(resume=resume)
     rank0_say(f"fine-tuned model: {result['checkpoint']}"
               + (" (LoRA merged; the adapter alone is in its adapter/ folder)" if cfg.lora is not None else ""))

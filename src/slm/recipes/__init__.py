@@ -90,6 +90,20 @@ RECIPES: list[Recipe] = [
         results="runs/roberta/results.json and the table on stdout; per seed, the pretrained and fine-tuned "
                 "checkpoints under runs/roberta/seed-N/<variant>/",
     ),
+    Recipe(
+        name="t5",
+        module="slm.recipes.t5",
+        config="slm.recipes.t5:T5RecipeConfig",
+        description="T5: span-corruption pretraining, then seq2seq instruction SFT (the encoder-decoder base)",
+        paper="T5 (Raffel et al. 2020, arXiv 1910.10683); nanoT5 (Nawrot 2023, arXiv 2309.02373)",
+        stages="per seed: a t5-tiny encoder-decoder pretrained with span corruption on stdlib source, then "
+               "fine-tuned on word-level instructions (and the same fine-tuning from a fresh init), scored by "
+               "exact match and Rouge-L on instructions over held-out words",
+        default_time="measured on the docs page",
+        smoke_time="about 10 s",
+        results="runs/t5/results.json and the table on stdout; per seed, the pretrained base and the "
+                "fine-tuned checkpoints under runs/t5/seed-N/",
+    ),
 ]
 
 # Sub-verbs of `slm recipe` that are not recipes.

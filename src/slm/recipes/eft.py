@@ -316,18 +316,8 @@ def format_table(summary: dict) -> str:
 # ----------------------------------------------------------------------------------------------- CLI
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from slm.cli.recipe import add_recipe_options
+    from slm.cli.recipe import add_recipe_options, table_recipe_main
 
     add_recipe_options(parser, DEFAULT_RECIPE, "seeds=[0] --set pretrain_large.steps=200")
-    parser.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from slm.cli.recipe import recipe_settings
-    from slm.config import build
-
-    summary = run(build(EFTRecipeConfig, recipe_settings(args, DEFAULT_RECIPE)))
-    print(format_table(summary))
-    print(f"results: {Path(summary['config']['out_dir']) / 'results.json'} ({summary['seconds']:.0f}s); "
-          f"composition: {Path(summary['config']['out_dir']) / 'seed-N' / 'upscaled.yaml'}")
-    return 0
+    composition = lambda summary: f"composition: {Path(summary['config']['out_dir']) / 'seed-N' / 'upscaled.yaml'}"
+    parser.set_defaults(func=table_recipe_main(DEFAULT_RECIPE, EFTRecipeConfig, run, format_table, composition))

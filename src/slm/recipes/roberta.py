@@ -199,17 +199,7 @@ def format_table(summary: dict) -> str:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from slm.cli.recipe import add_recipe_options
+    from slm.cli.recipe import add_recipe_options, table_recipe_main
 
     add_recipe_options(parser, DEFAULT_RECIPE, "seeds=[0] --set pretrain.steps=100")
-    parser.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    from slm.cli.recipe import recipe_settings
-    from slm.config import build
-
-    summary = run(build(RobertaRecipeConfig, recipe_settings(args, DEFAULT_RECIPE)))
-    print(format_table(summary))
-    print(f"results: {Path(summary['config']['out_dir']) / 'results.json'} ({summary['seconds']:.0f}s)")
-    return 0
+    parser.set_defaults(func=table_recipe_main(DEFAULT_RECIPE, RobertaRecipeConfig, run, format_table))

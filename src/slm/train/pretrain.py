@@ -5,9 +5,12 @@
     data:       {dir: runs/data, seq_len: 256, batch_size: 16}    batch_size = rows per micro-batch, all ranks
     train:      TrainConfig fields (slm.train.TrainConfig)
     out:        the run directory (checkpoints/, metrics.jsonl, loss.png)
-    objective:  causal (default) | mlm
+    objective:  causal (default) | mlm | span_corruption
     mlm:        {packing: full|doc, masking: dynamic|static, copies: 10, mask_prob: 0.15, whole_word: false, ...}
                 (objective mlm: an encoder preset such as roberta-tiny, a tokenizer with a <mask> token)
+    span:       {noise_density: 0.15, mean_span: 3.0, seed: 0}   (objective span_corruption: T5's, for an
+                encoder-decoder preset such as t5-tiny and a tokenizer with sentinels (kind t5-bpe);
+                data.seq_len is then the encoder's input length)
 
 `slm pretrain recipes/pretrain-nano.yaml --set train.max_steps=100` runs it; `--devices N` runs it under
 torchrun with N processes (each takes rows rank::N of every global batch).
@@ -57,14 +60,23 @@ class MLMSection:
 
 
 @dataclass
+class SpanSection:
+    """slm.objectives.span_corruption: T5's noise over raw windows sized so the inputs are data.seq_len long."""
+    noise_density: float = 0.15
+    mean_span: float = 3.0
+    seed: int = 0
+
+
+@dataclass
 class PretrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     tokenizer: str | None = None
     out: str = "runs/pretrain"
-    objective: Literal["causal", "mlm"] = "causal"
+    objective: Literal["causal", "mlm", "span_corruption"] = "causal"
     mlm: MLMSection = field(default_factory=MLMSection)
+    span: SpanSection = field(default_factory=SpanSection)
 
 
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
@@ -103,6 +115,14 @@ def make_loaders(cfg: PretrainConfig, rank: int, world: int, pad_id: int = 1):
                                **common)
         val = MLMBlockLoader(d.dir, "val", d.seq_len, rows, epochs=1, **common)  # one fixed mask per row
         return train, val
+    if cfg.objective == "span_corruption":
+        from slm.objectives.span_corruption import SpanCorruptionLoader
+
+        common = dict(noise_density=cfg.span.noise_density, mean_span=cfg.span.mean_span, seed=d.seed, rank=rank,
+                      world_size=world)
+        train = SpanCorruptionLoader(d.dir, "train", d.seq_len, rows, epochs=d.epochs, **common)
+        val = SpanCorruptionLoader(d.dir, "val", d.seq_len, rows, epochs=1, **common)
+        return train, val
     train = PackedLoader(d.dir, "train", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=d.epochs)
     val = PackedLoader(d.dir, "val", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=1)
     return train, val
@@ -112,6 +132,8 @@ def objective(cfg: PretrainConfig, model, tokenizer):
     """(batch_transform, loss_fn) for the Trainer: causal LM packing, or masked-LM masking and its loss."""
     if cfg.objective == "causal":
         return (None if cfg.data.document_mask else plain_packing), None
+    if cfg.objective == "span_corruption":
+        return span_corruption(cfg, model, tokenizer)
     from slm.objectives import MaskingConfig, MaskTokens, mlm_loss
 
     if getattr(model.config, "head", None) != "mlm":
@@ -120,6 +142,32 @@ def objective(cfg: PretrainConfig, model, tokenizer):
     masking = MaskingConfig(mask_prob=m.mask_prob, random_token_prob=m.random_token_prob,
                             leave_unmasked_prob=m.leave_unmasked_prob, whole_word=m.whole_word, seed=m.seed)
     return MaskTokens(tokenizer, masking), mlm_loss
+
+
+def span_corruption(cfg: PretrainConfig, model, tokenizer):
+    from slm.models.registry import family_of
+    from slm.models.seq2seq import seq2seq_loss
+    from slm.objectives.span_corruption import SpanCorruption, SpanCorruptionConfig, lengths_for, raw_length_for
+
+    family = family_of(model)
+    if family is None or not family.seq2seq or model.config.encoder_only:
+        raise ConfigError("objective span_corruption needs an encoder-decoder (a preset such as t5-tiny)")
+    n_sentinels = sum(t.startswith("<extra_id_") for t in tokenizer.all_special_tokens)
+    if n_sentinels == 0:
+        raise ConfigError("objective span_corruption needs a tokenizer with sentinels <extra_id_N> "
+                          "(train one with kind t5-bpe)")
+    if tokenizer.eos_token_id != model.config.eos_token_id or tokenizer.pad_token_id != model.config.pad_token_id:
+        raise ConfigError(f"the tokenizer's </s>/<pad> ids ({tokenizer.eos_token_id}, {tokenizer.pad_token_id}) are "
+                          f"not the model's ({model.config.eos_token_id}, {model.config.pad_token_id}); set "
+                          "model.config.eos_token_id / pad_token_id, or use a t5-bpe tokenizer")
+    s = cfg.span
+    targets = lengths_for(raw_length_for(cfg.data.seq_len, s.noise_density, s.mean_span), s.noise_density,
+                          s.mean_span)[1]
+    if targets > model.config.max_seq_len:
+        raise ConfigError(f"span-corruption targets of {targets} tokens exceed the model's {model.config.max_seq_len}")
+    transform = SpanCorruption(SpanCorruptionConfig(s.noise_density, s.mean_span, s.seed), sentinel_top=len(tokenizer),
+                               eos_id=tokenizer.eos_token_id, n_sentinels=n_sentinels)
+    return transform, seq2seq_loss
 
 
 def plain_packing(batch: dict) -> dict:
