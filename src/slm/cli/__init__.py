@@ -29,6 +29,7 @@ VERBS = [
     ("chat", "slm.cli.chat", "chat with a model in the terminal, streaming its replies"),
     ("serve", "slm.cli.serve", "serve a model over an OpenAI-compatible HTTP API (localhost by default)"),
     ("export", "slm.cli.export", "export a checkpoint for other runtimes (GGUF for llama.cpp)"),
+    ("teach", "slm.cli.teach", "synthetic data from a teacher model over an OpenAI-compatible API (local by default)"),
 ]
 
 

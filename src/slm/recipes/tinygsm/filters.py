@@ -2,7 +2,7 @@
 
 The paper keeps a generated problem unless its question is too short or has no number, or its code does
 not run; it checks no answers. Training questions that share a 13-gram (of normalised words) with any
-evaluation question are removed.
+evaluation question are removed (slm.teach.filters.NgramIndex, shared with every recipe).
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from slm.recipes.tinygsm.formats import execute_programs, split_program
 from slm.recipes.tinygsm.problems import Problem
+from slm.teach.filters import NgramIndex, ngrams, normalized_words  # noqa: F401  (re-exported for the recipe)
 
 _NUMBER = re.compile(r"\d")
-_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 
 
 @dataclass
@@ -74,27 +74,9 @@ def _note(report: FilterReport, p: Problem, why: str) -> None:
 
 # ------------------------------------------------------------------------------------------ decontamination
 
-def normalized_words(text: str) -> list[str]:
-    """Lower-case words and numbers; punctuation and layout do not count."""
-    return _WORD.findall(text.lower())
-
-
-def ngrams(text: str, n: int = 13) -> set[tuple[str, ...]]:
-    words = normalized_words(text)
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-class Decontaminator:
-    """Remembers the n-grams of the evaluation questions; `contaminated(q)` says whether q shares one."""
-
-    def __init__(self, eval_questions: list[str], n: int = 13):
-        self.n = n
-        self.index: set[tuple[str, ...]] = set()
-        for q in eval_questions:
-            self.index |= ngrams(q, n)
-
-    def contaminated(self, question: str) -> bool:
-        return not self.index.isdisjoint(ngrams(question, self.n))
+class Decontaminator(NgramIndex):
+    """The evaluation questions' n-grams (slm.teach.filters.NgramIndex); `filter` drops problems whose question
+    shares one, and counts them in a FilterReport."""
 
     def filter(self, problems: list[Problem], report: FilterReport | None = None
                ) -> tuple[list[Problem], FilterReport]:
