@@ -267,7 +267,12 @@ class Teacher:
             with self._lock:
                 self.stats.cached += 1
         else:
-            response = self._fetch(request.kind, body)
+            try:
+                response = self._fetch(request.kind, body)
+            except RequestRefused:
+                with self._lock:
+                    self.stats.refused += 1
+                raise
             if self.cache is not None:
                 self.cache.put(key, request.kind, body, response)
             answer = parse_response(request.kind, response, key, cached=False)
@@ -328,8 +333,6 @@ class Teacher:
                 if e.status_code in (408, 409) or e.status_code >= 500:
                     failure, wait = f"{e.status_code}: {_message(e)}", _retry_after(e)
                 else:
-                    with self._lock:
-                        self.stats.refused += 1
                     refused = RequestRefused(f"{e.status_code}: {_message(e)}")
                     refused.param = (e.body or {}).get("param") if isinstance(e.body, dict) else None
                     raise refused from None
