@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -126,12 +127,13 @@ def test_parsers():
         make_parser({"xml": 1})
 
 
-def test_load_job_resolves_paths_and_says_what_is_wrong(tmp_path):
+def test_load_job_and_what_is_wrong_with_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({"output": "out/data.jsonl", "templates": [{"name": "q", "user": "{{ x }}"}],
                                     "variables": {"x": [1, 2]}, "endpoint": {"base_url": "http://h/v1", "model": "m"}}))
     j = load_job(path)
-    assert j.output == tmp_path / "out" / "data.jsonl" and j.cache == tmp_path / "out" / "data.jsonl.cache.sqlite"
+    assert j.output == Path("out/data.jsonl") and j.cache == Path("out/data.jsonl.cache.sqlite")
     assert len(j.requests()) == 2
     for bad, message in [({"templates": []}, "output"),
                          ({"output": "o.jsonl", "templates": [{"name": "q"}]}, "exactly one of user, messages or prompt"),
@@ -144,3 +146,19 @@ def test_load_job_resolves_paths_and_says_what_is_wrong(tmp_path):
         path.write_text(yaml.safe_dump(bad))
         with pytest.raises(ConfigError, match=message):
             load_job(path)
+
+
+def test_the_example_job_loads_and_runs(fake, endpoint, tmp_path):
+    from slm.teach.program import job_endpoint
+
+    root = Path(__file__).resolve().parents[2]
+    j = load_job(root / "recipes/teach/textbooks.yaml", output=tmp_path / "textbooks.jsonl")
+    requests = j.requests()
+    assert len(requests) == 2 * 4 * 2 and j.endpoint is None
+    assert requests[0][3].messages[0]["role"] == "system"
+    fake.answer = lambda body: "Title: Leaves\nAnswer: sunlight"
+    with job_endpoint(j, base_url=fake.url, model=fake.model) as ep:
+        report = run_job(j, ep, progress=False)
+    assert report.written == 16 and report.failed == 0
+    values = {r["template"]: r["outputs"][0]["value"] for r in lines(tmp_path / "textbooks.jsonl")}
+    assert values == {"passage": "Leaves", "quiz": "sunlight"}

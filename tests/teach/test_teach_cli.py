@@ -17,7 +17,7 @@ from slm.teach.local import free_port
 
 
 def write_job(tmp_path, url: str, model: str = "fake", n_topics: int = 3, **extra) -> str:
-    job = {"output": "out.jsonl", "templates": [{"name": "q", "user": "Tell me about {{ topic }}."}],
+    job = {"output": str(tmp_path / "out.jsonl"), "templates": [{"name": "q", "user": "Tell me about {{ topic }}."}],
            "variables": {"topic": [f"topic {i}" for i in range(n_topics)]}, "sampling": {"max_tokens": 8, "seed": 0},
            "endpoint": {"base_url": url, "model": model, "timeout": 5}, "concurrency": 2, **extra}
     path = tmp_path / "job.yaml"

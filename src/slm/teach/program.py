@@ -40,7 +40,8 @@ class ParseError(ValueError):
 
 def make_parser(spec: str | dict | None) -> Callable[[str], Any]:
     """A parser from its spec: None or "text" (the text, stripped; empty fails), "json" (a JSON value; a fenced
-    ```json block is accepted), {"regex": PATTERN} (group 1, or the whole match; DOTALL), or
+    ```json block is accepted), {"regex": PATTERN} (the first match's group 1, or the whole match; `.` stops at a newline unless the
+    pattern starts with (?s)), or
     {"python": "module:function"} (the function takes the text; raising ValueError or returning None fails)."""
     if spec is None or spec == "text":
         return _parse_text
@@ -50,7 +51,7 @@ def make_parser(spec: str | dict | None) -> Callable[[str], Any]:
         (kind, arg), = spec.items()
         if kind == "regex":
             try:
-                pattern = re.compile(str(arg), re.S)
+                pattern = re.compile(str(arg))
             except re.error as e:
                 raise ConfigError(f"parse.regex {arg!r} is not a regular expression: {e}") from None
             return lambda text: _parse_regex(pattern, text)
@@ -209,7 +210,8 @@ def _item_hash(item: dict) -> str:
 
 
 def load_job(path: str | Path, **overrides) -> Job:
-    """A Job from YAML; relative paths in it (output, rows, cache) are relative to the YAML file."""
+    """A Job from YAML; overrides (output, concurrency, ...) replace its fields when not None. Relative paths
+    (output, rows, cache) are relative to the current directory, as in every slm recipe."""
     import yaml
 
     path = Path(path)
@@ -239,9 +241,6 @@ def load_job(path: str | Path, **overrides) -> Job:
         if "name" not in t:
             raise ConfigError(f"{path}: every template needs a name")
     raw["templates"] = [Template(**t) for t in templates]
-    for k in ("output", "rows", "cache"):
-        if raw.get(k) is not None and not Path(raw[k]).is_absolute():
-            raw[k] = path.parent / raw[k]
     try:
         return Job(**raw)
     except TypeError as e:
