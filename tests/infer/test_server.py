@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from contextlib import contextmanager
 
 import httpx
 import openai
@@ -13,33 +11,9 @@ import torch
 
 from slm.infer import Engine
 from slm.infer.server import create_app
+from server_util import live_server, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def live_server(app):
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +77,7 @@ def test_chat_uses_the_template_and_streams(client, tiny_model, tokenizer):
     (dict(max_tokens=0), "max_tokens"),
     (dict(temperature=-1), "temperature"),
     (dict(top_p=1.5), "top_p"),
-    (dict(n=2), "n"),
+    (dict(n=99), "n"),                               # more rows than a batch (8)
     (dict(prompt="x " * 200), "prompt"),            # longer than the context (96)
     (dict(prompt=[10_000]), "prompt"),                # token id out of range
 ])
@@ -215,13 +189,6 @@ def test_full_queue_answers_429_and_disconnect_frees_the_slot(tiny_model, tokeni
             assert not waiter.is_alive()
         # The cancelled stream stopped early instead of decoding all 40 tokens.
         assert gated.calls < 10  # without the cancel: 40 calls for the stream + 3 for the waiter
-
-
-def wait_until(condition, timeout=20.0):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def _greedy(n):

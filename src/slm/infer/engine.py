@@ -13,6 +13,11 @@ as transformers' generate does, so each row computes exactly what it would compu
 are driven differently registers an engine adapter (slm.models.registry) with that interface plus
 `prefill(input_ids, attention_mask, cache_len)` -> (last scores, cache): an encoder-decoder encodes the prompt
 there and decodes from its start token (slm.models.seq2seq.Seq2SeqRunner).
+
+A Sequence may carry a `constraint` (structured output, slm.infer.server.grammar): an object with
+`allowed(vocab_size)` -> [V] bool tensor of the tokens it permits next, `accept(token)`, and `done` (nothing more
+may follow); the engine masks that row's scores before sampling and ends the row when the constraint is done.
+Rows with the same prompt share one prefill (n > 1 samples of a request).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Callable, Iterator, Sequence as Seq
 import torch
 
 from slm.errors import ConfigError, SlmError
-from slm.infer.sampling import BatchSettings, SamplingParams, sample, seen_mask
+from slm.infer.sampling import BatchSettings, SamplingParams, sample, seen_mask, token_logprobs
 
 Prompt = str | list[int]
 
@@ -43,6 +48,7 @@ class StreamEvent:
     token_id: int
     text: str  # text that became final with this token (may be "" while a stop string or a UTF-8 char is pending)
     finish_reason: str | None  # set on the row's last event
+    logprobs: tuple[float, dict[int, float]] | None = None  # the token's and the top ones' (params.logprobs)
 
 
 class Sequence:
@@ -65,6 +71,9 @@ class Sequence:
             raise SlmError("stop strings need a tokenizer")
         self.text = ""  # final text so far
         self._emitted = 0
+        self.constraint = None  # see the module docstring
+        self.token_logprobs: list[tuple[float, dict[int, float]]] = []  # per output token (params.logprobs)
+        self.prompt_logprobs: list[tuple[float, dict[int, float]]] | None = None  # per prompt token after the first
 
     @property
     def finished(self) -> bool:
@@ -73,7 +82,9 @@ class Sequence:
     def append(self, token: int) -> str:
         """Add one generated token, apply the stop rules, return the newly final text."""
         self.output_ids.append(token)
-        if token in self.stop_ids:
+        if self.constraint is not None and token not in self.stop_ids:
+            self.constraint.accept(token)
+        if token in self.stop_ids or (self.constraint is not None and self.constraint.done):
             self.finish_reason = "stop"
         elif len(self.output_ids) >= self.params.max_tokens:
             self.finish_reason = "length"
@@ -274,6 +285,17 @@ class Engine:
     def _prefill(self, rows: list[Sequence], cache_len: int):
         """Left-padded prefill of these rows into a new cache: (last-position scores, cache, padding mask,
         last positions, whether any row is padded)."""
+        keys = [tuple(s.prompt_ids) for s in rows]
+        unique = list(dict.fromkeys(keys))
+        if len(unique) < len(rows) and not hasattr(self.runner, "prefill"):
+            # Samples of one prompt: prefill it once, then copy its cache rows.
+            first = {key: rows[keys.index(key)] for key in unique}
+            scores, cache, mask, last, padded = self._prefill(list(first.values()), cache_len)
+            inverse = torch.tensor([unique.index(key) for key in keys], device=self.device)
+            cache.select(inverse)
+            for s, key in zip(rows, keys):
+                s.prompt_logprobs = first[key].prompt_logprobs
+            return scores[inverse], cache, mask[inverse], last[inverse], padded
         lengths = [len(s.prompt_ids) for s in rows]
         width = max(lengths)
         dev = self.device
@@ -289,9 +311,16 @@ class Engine:
             scores, cache = self.runner.prefill(ids, mask, cache_len)
             return scores, cache, mask, positions[:, -1:], False  # decoder inputs are never padded
         cache = self.model.new_cache(len(rows), cache_len)
+        wanted = [s.params.prompt_logprobs for s in rows if s.params.prompt_logprobs is not None]
         scores = self.model(ids, position_ids=positions if padded else None, attention_mask=mask if padded else None,
-                            cache=cache, logits_to_keep=1)[:, -1]
-        return scores, cache, mask, positions[:, -1:], padded
+                            cache=cache, logits_to_keep=0 if wanted else 1)
+        if wanted:
+            for row, s in enumerate(rows):
+                if s.params.prompt_logprobs is not None:  # token j's log-probability is read at position j - 1
+                    start = width - len(s.prompt_ids)
+                    s.prompt_logprobs = token_logprobs(scores[row, start:-1], ids[row, start + 1:],
+                                                       s.params.prompt_logprobs)
+        return scores[:, -1], cache, mask, positions[:, -1:], padded
 
     def _decode(self, tokens: torch.Tensor, cache, mask, last_position, padded: bool):
         """One decoding step of every row: (last-position scores, padding mask, positions) after it."""
@@ -304,16 +333,37 @@ class Engine:
         return scores, mask, last_position
 
     @staticmethod
+    def _sample(rows: list[Sequence], scores: torch.Tensor, settings, generators, seen) -> torch.Tensor:
+        """sample() with the rows' constraints applied; records the log-probabilities rows ask for."""
+        constrained = [row for row, s in enumerate(rows) if s.constraint is not None]
+        masked = scores
+        if constrained:
+            masked = scores.clone()
+            for row in constrained:
+                allowed = rows[row].constraint.allowed(scores.shape[-1]).to(scores.device)
+                masked[row].masked_fill_(~allowed, float("-inf"))
+        tokens = sample(masked, settings, generators, seen)
+        wanted = [row for row, s in enumerate(rows) if s.params.logprobs is not None]
+        if wanted:
+            idx = torch.tensor(wanted, device=scores.device)
+            k = max(rows[row].params.logprobs for row in wanted)
+            for row, (lp, top) in zip(wanted, token_logprobs(scores[idx], tokens[idx], k)):
+                want = rows[row].params.logprobs
+                rows[row].token_logprobs.append((lp, dict(list(top.items())[:want])))
+        return tokens
+
+    @staticmethod
     def _events(rows: list[Sequence], tokens: torch.Tensor, room: bool) -> tuple[list[StreamEvent], list[int]]:
         """Append each row's new token; the step's events and the rows still running."""
         events, keep = [], []
         for row, (s, token) in enumerate(zip(rows, tokens.tolist())):
+            logprobs = s.token_logprobs[-1] if s.params.logprobs is not None and s.token_logprobs else None
             text = s.append(token)
             if not s.finished and s.cancelled:
                 text += s.finish("cancelled")
             elif not s.finished and not room:
                 text += s.finish("length")
-            events.append(StreamEvent(s.index, token, text, s.finish_reason))
+            events.append(StreamEvent(s.index, token, text, s.finish_reason, logprobs))
             if not s.finished:
                 keep.append(row)
         return events, keep
@@ -349,10 +399,11 @@ class Engine:
         while True:
             if seen is None and settings.any_penalty:
                 seen = seen_mask([s.prompt_ids + s.output_ids for s in active], scores.shape[-1], dev)
-            if greedy is not None and settings.all_greedy and not settings.any_penalty:
+            if (greedy is not None and settings.all_greedy and not settings.any_penalty
+                    and all(s.constraint is None and s.params.logprobs is None for s in active)):
                 tokens = greedy
             else:
-                tokens = sample(scores, settings, generators, seen)
+                tokens = self._sample(active, scores, settings, generators, seen)
             events, keep = self._events(active, tokens, cache.length < cache_len)
             yield events
             if len(keep) < len(active):
@@ -373,7 +424,8 @@ class Engine:
                 new_settings = BatchSettings.build([s.params for s in newcomers], dev)
                 new_seen = (seen_mask([s.prompt_ids for s in newcomers], new_scores.shape[-1], dev)
                             if new_settings.any_penalty else None)
-                new_tokens = sample(new_scores, new_settings, [s.generator for s in newcomers], new_seen)
+                new_tokens = self._sample(newcomers, new_scores, new_settings, [s.generator for s in newcomers],
+                                          new_seen)
                 events, stay = self._events(newcomers, new_tokens, True)
                 yield events
                 if stay:

@@ -36,6 +36,10 @@ class SamplingParams:
     seed: int | None = None  # None: drawn from torch's global generator
     stop_token_ids: list[int] = field(default_factory=list)  # besides the tokenizer's / model's EOS
     ignore_eos: bool = False
+    # Log-probabilities of the model's own distribution (before penalties, temperature and masks), as vLLM
+    # reports them: None = off; k >= 0 = each generated (or, for prompt_logprobs, prompt) token's and the k best.
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
 
     def __post_init__(self):
         if isinstance(self.stop, str):
@@ -51,6 +55,8 @@ class SamplingParams:
             (0 <= self.min_p <= 1, "min_p must be in [0, 1]"),
             (self.repetition_penalty > 0, "repetition_penalty must be > 0"),
             (all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty strings"),
+            (all(k is None or (isinstance(k, int) and k >= 0) for k in (self.logprobs, self.prompt_logprobs)),
+             "logprobs and prompt_logprobs must be None or an integer >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -179,6 +185,16 @@ def sample(scores: torch.Tensor, settings: BatchSettings, generators: list[torch
     if settings.all_greedy:
         return penalized_scores(scores, settings, seen).argmax(-1)
     return draw(probabilities(scores, settings, seen), generators)
+
+
+def token_logprobs(scores: torch.Tensor, tokens: torch.Tensor, k: int) -> list[tuple[float, dict[int, float]]]:
+    """Per row: the log-probability of `tokens` under softmax(scores) and the k most likely tokens' ({id: lp})."""
+    logp = scores.float().log_softmax(-1)
+    chosen = logp.gather(-1, tokens.view(-1, 1)).view(-1).tolist()
+    if k <= 0:
+        return [(lp, {}) for lp in chosen]
+    top = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    return [(lp, dict(zip(ids, vals))) for lp, ids, vals in zip(chosen, top.indices.tolist(), top.values.tolist())]
 
 
 def seen_mask(token_rows: list[list[int]], vocab_size: int, device="cpu") -> torch.Tensor:
