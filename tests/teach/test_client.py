@@ -1,8 +1,6 @@
 """The teacher client against a fake server: the cache, retries and back-off, stalls, refusals, n, concurrency."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from slm.errors import SlmError
@@ -42,22 +40,28 @@ def test_completion_requests_and_completion_text(fake, endpoint):
         assert t.ask(Request(prompt="def f(", max_tokens=4, seed=0)).text == "echo: def f( [seed 0]"
 
 
-def test_5xx_and_429_are_retried_with_back_off(fake, endpoint):
-    fake.plan = [503, 500, 429]
-    with Teacher(endpoint, backoff=0.05) as t:
-        start = time.perf_counter()
+@pytest.fixture
+def waits(monkeypatch):
+    """The back-off's waits, recorded instead of slept."""
+    recorded = []
+    monkeypatch.setattr("slm.teach.client._wait", lambda stopping, seconds: recorded.append(seconds))
+    return recorded
+
+
+def test_5xx_and_429_are_retried_with_exponential_back_off(fake, endpoint, waits):
+    fake.plan = [503, 500, 429, 502]
+    with Teacher(endpoint, backoff=0.1, max_backoff=0.35) as t:
         assert t.ask(chat("a")).text.startswith("echo: a")
-        took = time.perf_counter() - start
-    assert fake.posts == 4 and t.stats.retries == 3 and t.stats.sent == 4
-    assert took >= 0.05 * (1 + 2 + 4) * 0.5  # at least half of each doubled delay (the jitter's floor)
+    assert fake.posts == 5 and t.stats.retries == 4 and t.stats.sent == 5
+    # 0.1 x 2^attempt with jitter in [0.5, 1), capped at max_backoff.
+    assert [0.05 <= waits[0] < 0.1, 0.1 <= waits[1] < 0.2, 0.2 <= waits[2] < 0.4, waits[3] == 0.35] == [True] * 4
 
 
-def test_retry_after_is_honoured(fake, endpoint):
-    fake.plan, fake.retry_after = [429], "0.6"
-    with Teacher(endpoint, backoff=0.01) as t:
-        start = time.perf_counter()
+def test_retry_after_is_honoured(fake, endpoint, waits):
+    fake.plan, fake.retry_after = [429], "7"
+    with Teacher(endpoint, backoff=0.01, max_backoff=60) as t:
         t.ask(chat("a"))
-    assert time.perf_counter() - start >= 0.6 and fake.posts == 2
+    assert waits == [7.0] and fake.posts == 2
 
 
 def test_a_stalled_request_times_out_and_is_retried(fake):
@@ -67,7 +71,7 @@ def test_a_stalled_request_times_out_and_is_retried(fake):
     assert fake.posts == 2 and t.stats.retries == 1
 
 
-def test_giving_up_is_one_line_that_says_to_rerun(fake, endpoint):
+def test_giving_up_is_one_line_that_says_to_rerun(fake, endpoint, waits):
     fake.plan = [503] * 10
     with Teacher(endpoint, max_retries=2, backoff=0.01) as t, pytest.raises(SlmError) as e:
         t.ask(chat("a"))

@@ -223,6 +223,7 @@ class Teacher:
         self.stats = Stats()
         self._lock = threading.Lock()
         self._split_n = False  # set once the server refuses n > 1
+        self._stopping = threading.Event()  # set when a map stops early: no more retries
         self._client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key(), max_retries=0,
                                      timeout=endpoint.timeout)
 
@@ -338,12 +339,12 @@ class Teacher:
                     raise refused from None
             except openai.APIConnectionError as e:  # refused, dropped, or timed out (APITimeoutError)
                 failure, wait = _cause(e), None
-            if attempt == self.max_retries:
+            if attempt == self.max_retries or self._stopping.is_set():
                 break
             with self._lock:
                 self.stats.retries += 1
             delay = self.backoff * 2 ** attempt * (0.5 + random.random() / 2)
-            time.sleep(min(self.max_backoff, max(delay, wait or 0.0)))
+            _wait(self._stopping, min(self.max_backoff, max(delay, wait or 0.0)))
         raise SlmError(f"{where} failed {self.max_retries + 1} times in a row (last: {failure}); "
                        "rerun to resume where it stopped")
 
@@ -351,22 +352,24 @@ class Teacher:
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """fn(item) for each item on `concurrency` threads, yielded in input order. At most 2 x concurrency
-        items are in flight or waiting to be yielded. An exception from fn stops the map and is raised here
-        (the items in flight finish first)."""
+        items are in flight or waiting to be yielded. An exception from fn (or Ctrl-C) stops the map and is
+        raised here at once: waiting items are dropped and requests in flight are not retried."""
         window = 2 * self.concurrency
         pending: collections.deque[cf.Future] = collections.deque()
-        items = iter(items)
-        with cf.ThreadPoolExecutor(self.concurrency, thread_name_prefix="slm-teach") as pool:
-            try:
-                for item in items:
-                    pending.append(pool.submit(fn, item))
-                    while len(pending) >= window or (pending and pending[0].done()):
-                        yield pending.popleft().result()
-                while pending:
+        pool = cf.ThreadPoolExecutor(self.concurrency, thread_name_prefix="slm-teach")
+        finished = False
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                while len(pending) >= window or (pending and pending[0].done()):
                     yield pending.popleft().result()
-            finally:
-                for f in pending:
-                    f.cancel()
+            while pending:
+                yield pending.popleft().result()
+            finished = True
+        finally:
+            if not finished:
+                self._stopping.set()
+            pool.shutdown(wait=finished, cancel_futures=True)
 
     def close(self) -> None:
         self._client.close()
@@ -378,6 +381,11 @@ class Teacher:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _wait(stopping: threading.Event, seconds: float) -> None:
+    """The back-off's wait; it ends early when the teacher is stopping (tests record it instead)."""
+    stopping.wait(seconds)
 
 
 def derived_seed(seed: int, i: int) -> int:
