@@ -98,6 +98,8 @@ class FakeTeacher:
                         t = text if i == 0 else f"{text} #{i}"
                         choices.append({"index": i, "finish_reason": "stop",
                                         **({"message": {"role": "assistant", "content": t}} if chat else {"text": t})})
+                        if body.get("logprobs"):
+                            choices[-1]["logprobs"] = {"content": [{"token": t[:1], "logprob": -0.5}]}
                     self.reply(200, {"id": "x", "object": "chat.completion" if chat else "text_completion",
                                      "model": fake.model, "choices": choices,
                                      "usage": {"prompt_tokens": 3, "completion_tokens": 2 * len(choices),

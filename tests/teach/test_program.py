@@ -162,3 +162,16 @@ def test_the_example_job_loads_and_runs(fake, endpoint, tmp_path):
     assert report.written == 16 and report.failed == 0
     values = {r["template"]: r["outputs"][0]["value"] for r in lines(tmp_path / "textbooks.jsonl")}
     assert values == {"passage": "Leaves", "quiz": "sunlight"}
+
+
+def test_logprobs_and_structured_output_pass_through(fake, endpoint, tmp_path):
+    extra = {"logprobs": True, "top_logprobs": 2, "response_format": {"type": "json_object"}}
+    fake.answer = lambda body: '{"a": 1}'
+    t = Template("q", user="{{ topic }}", parse="json")
+    run_job(job(tmp_path, templates=[t], variables={"topic": ["x"]}, sampling={"seed": 0, "extra": extra}),
+            endpoint, progress=False)
+    [body] = [json.loads(b) for b in fake.counts]
+    assert {k: body[k] for k in extra} == extra
+    [record] = lines(tmp_path / "out.jsonl")
+    assert record["outputs"] == [{"text": '{"a": 1}', "value": {"a": 1},
+                                  "logprobs": {"content": [{"token": "{", "logprob": -0.5}]}}]

@@ -126,6 +126,11 @@ class Answer:
     def text(self) -> str:
         return self.texts[0]
 
+    @property
+    def logprobs(self) -> list:
+        """Each sample's `logprobs` as the server sent it (None where it sent none)."""
+        return [c.get("logprobs") for c in sorted(self.response.get("choices") or [], key=lambda c: c.get("index", 0))]
+
 
 def parse_response(kind: str, response: dict, key: str, cached: bool) -> Answer:
     choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))

@@ -290,7 +290,11 @@ def run_job(job: Job, endpoint: Endpoint, progress: bool = True, limit: int | No
         todo_all = todo_all[:limit]
     keys = {rid: req.key(endpoint.model) for rid, _, _, req in todo_all}
     teacher = Teacher(endpoint, cache=None, concurrency=job.concurrency, max_retries=max_retries, backoff=backoff)
-    teacher.check()  # an unreachable endpoint, a refused key or a missing model: one line, nothing written
+    try:
+        teacher.check()  # an unreachable endpoint, a refused key or a missing model: one line, nothing written
+    except SlmError:
+        teacher.close()
+        raise
 
     out = JsonlOutput(job.output)
     done = set()
@@ -319,11 +323,14 @@ def run_job(job: Job, endpoint: Endpoint, progress: bool = True, limit: int | No
             except RequestRefused as e:
                 errors.append(f"refused: {e}")
                 break
-            for text in answer.texts:
+            for text, logprobs in zip(answer.texts, answer.logprobs):
                 try:
                     outputs.append({"text": text, "value": template.parser(text)})
                 except ParseError as e:
                     errors.append(str(e))
+                    continue
+                if logprobs is not None:  # asked for with sampling.extra (logprobs: true); passed through
+                    outputs[-1]["logprobs"] = logprobs
             if len(outputs) >= want:
                 break
         record = {"id": rid, "template": template.name, "vars": item, "ok": len(outputs) >= want,
