@@ -117,11 +117,20 @@ def test_the_readme_command_runs(lm_eval_setup, tmp_path):
     assert "acc,none" in json.loads(result_file.read_text())["results"]["slm_mc"]
 
 
+def test_slm_lm_eval_keeps_lm_evals_own_backends():
+    """`slm lm-eval --model hf` once failed: registering "slm" into lm-eval's empty registry hid its backends."""
+    probe = ("import slm.eval.lm_eval_adapter\nfrom lm_eval.api.registry import get_model\n"
+             "print(*(get_model(m).__name__ for m in ('slm', 'hf', 'local-completions', 'local-chat-completions')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.stdout.split() == ["SlmLM", "HFLM", "LocalCompletionsAPI", "LocalChatCompletion"], out.stderr[-1000:]
+
+
 def test_plugin_pth_registers_slm_for_the_plain_lm_eval_command(tmp_path):
     from slm.eval import lm_eval_plugin
 
     probe = ("import site, sys; {add}from lm_eval.api.registry import get_model\n"
-             "try:\n    print(get_model('slm').__name__)\nexcept Exception as e:\n    print('missing')\n")
+             "try:\n    print(get_model('slm').__name__)\nexcept Exception as e:\n    print('missing')\n"
+             "print(get_model('hf').__name__, get_model('local-completions').__name__)\n")
     without = subprocess.run([sys.executable, "-c", probe.format(add="")], capture_output=True, text=True)
     assert without.stdout.split()[0] == "missing"
     path = lm_eval_plugin.install(tmp_path)
@@ -129,5 +138,5 @@ def test_plugin_pth_registers_slm_for_the_plain_lm_eval_command(tmp_path):
     # site.addsitedir processes .pth files exactly as interpreter start-up does for site-packages
     with_hook = subprocess.run([sys.executable, "-c", probe.format(add=f"site.addsitedir({str(tmp_path)!r}); ")],
                                capture_output=True, text=True)
-    assert with_hook.stdout.split() == ["SlmLM"], with_hook.stderr[-1000:]
+    assert with_hook.stdout.split() == ["SlmLM", "HFLM", "LocalCompletionsAPI"], with_hook.stderr[-1000:]
     assert lm_eval_plugin.uninstall(tmp_path) == path and not path.exists()

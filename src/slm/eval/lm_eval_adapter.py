@@ -139,7 +139,11 @@ def _as_bool(value) -> bool | None:
 
 
 def register() -> None:
-    """Make `--model slm` known to lm-eval (idempotent)."""
+    """Make `--model slm` known to lm-eval (idempotent), beside lm-eval's own backends: lm-eval imports its
+    built-in models only while its registry is empty, so a registry holding "slm" alone would hide hf,
+    local-completions and the rest ("no model for this name found")."""
+    import lm_eval.models  # noqa: F401  (registers lm-eval's own backends)
+
     if "slm" not in model_registry:
         model_registry.register("slm", target=SlmLM)
 

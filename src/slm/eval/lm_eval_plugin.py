@@ -5,6 +5,8 @@ to register itself when lm-eval is imported. `slm lm-eval --install-plugin` writ
 runs at interpreter start-up (site.py executes .pth lines that begin with "import"). The hook imports nothing
 of slm or torch: it waits on sys.meta_path for `lm_eval.api.registry` and, once that module has run, registers
 "slm" as a lazy placeholder ("slm.eval.lm_eval_adapter:SlmLM") that lm-eval imports only when asked for it.
+It registers after importing `lm_eval.models`: lm-eval loads its own backends only into an empty registry, so
+registering into an empty one would hide them (`--model hf` would be "not found").
 `slm lm-eval ...` needs none of this: it registers the adapter itself, then runs lm-eval's CLI.
 """
 from __future__ import annotations
@@ -32,6 +34,8 @@ class _SlmLmEvalHook:
         def run_then_register(module):
             run(module)
             try:
+                import lm_eval.models  # lm-eval's own backends first (see the module docstring)
+
                 if "slm" not in module.model_registry:
                     module.model_registry.register("slm", target={TARGET!r})
             except Exception:
