@@ -63,3 +63,20 @@ def test_the_real_model_answers_a_chat_request(real_model_dir, tmp_path):
         answer = Teacher(endpoint).ask(Request(messages=[{"role": "user", "content": "What is 2+2?"}],
                                                max_tokens=8, temperature=0))
     assert answer.completion_tokens > 0 and answer.text.strip()
+
+
+def test_serve_local_prints_its_endpoint_and_stops_on_ctrl_c(tiny_model_dir):
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from slm.cli import main; sys.exit(main())", "teach",
+                              "serve-local", "--model", str(tiny_model_dir)], stdout=subprocess.PIPE, text=True)
+    line = child.stdout.readline()
+    assert line.startswith("teacher ready: base_url http://127.0.0.1:") and "model tiny" in line
+    url = line.split()[3].rstrip(",")
+    assert httpx.get(url.removesuffix("/v1") + "/health", timeout=5).json()["status"] == "ok"
+    child.send_signal(signal.SIGINT)  # Ctrl-C
+    assert child.wait(60) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url.removesuffix("/v1") + "/health", timeout=2)

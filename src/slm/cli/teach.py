@@ -58,7 +58,10 @@ def serve_local(args) -> int:
 
     from slm.teach.local import local_endpoint
 
-    with local_endpoint(args.model, port=args.port) as endpoint:
-        print(f"teacher ready: base_url {endpoint.base_url}, model {endpoint.model} (Ctrl-C stops it)", flush=True)
-        while True:
-            time.sleep(3600)
+    try:
+        with local_endpoint(args.model, port=args.port) as endpoint:
+            print(f"teacher ready: base_url {endpoint.base_url}, model {endpoint.model} (Ctrl-C stops it)", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:  # the way to stop it; the server is stopped by then
+        return 0
