@@ -14,7 +14,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from slm.errors import ConfigError
-from slm.models.layers import (Attention, GeluMLP, KVCache, RMSNorm, SwiGLU, make_attention_mask,
+from slm.models.layers import (Attention, GeluMLP, KVCache, RMSNorm, SwiGLU, count_parameters, make_attention_mask,
                                default_init_std, init_weights, rope_tables)
 
 
@@ -181,13 +181,7 @@ class Decoder(nn.Module):
         return self.lm_head(h)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        seen, total = set(), 0
-        for name, p in self.named_parameters():
-            if id(p) in seen or (exclude_embeddings and name == "embed.weight"):
-                continue
-            seen.add(id(p))
-            total += p.numel()
-        return total
+        return count_parameters(self, exclude_embeddings)
 
 
 def attention_mask_from_padding(padding: torch.Tensor, q_len: int, past: int) -> torch.Tensor:

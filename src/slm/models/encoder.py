@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slm.errors import ConfigError
-from slm.models.layers import GeluMLP, padding_attention_mask
+from slm.models.layers import GeluMLP, count_parameters, padding_attention_mask
 
 Head = Literal["none", "mlm", "sequence", "token"]
 
@@ -259,13 +259,7 @@ class Encoder(nn.Module):
         return self.head(h)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        seen, total = set(), 0
-        for name, p in self.named_parameters():
-            if id(p) in seen or (exclude_embeddings and name.endswith("embed.weight")):
-                continue
-            seen.add(id(p))
-            total += p.numel()
-        return total
+        return count_parameters(self, exclude_embeddings)  # word, position and type tables
 
 
 def build_head(cfg: EncoderConfig) -> nn.Module | None:

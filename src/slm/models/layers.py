@@ -223,6 +223,18 @@ def make_attention_mask(q_len: int, past: int, padding: torch.Tensor | None = No
     return mask | (k_pos == q_pos).view(1, 1, q_len, k_len)
 
 
+def count_parameters(module: nn.Module, exclude_embeddings: bool = False, embedding_suffix: str = "embed.weight"
+                     ) -> int:
+    """Parameters counted once each (tied weights are one tensor), optionally without the embedding tables."""
+    seen, total = set(), 0
+    for name, p in module.named_parameters():
+        if id(p) in seen or (exclude_embeddings and name.endswith(embedding_suffix)):
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total
+
+
 def init_weights(module: nn.Module, std: float, residual_std: float) -> None:
     """TinyLlama's init: N(0, std) for linears and embeddings, a smaller std for residual outputs."""
     for name, p in module.named_parameters():

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slm.errors import ConfigError
-from slm.models.layers import KVCache, RMSNorm
+from slm.models.layers import KVCache, RMSNorm, count_parameters
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu}
 
@@ -355,13 +355,7 @@ class Seq2Seq(nn.Module):
         return Seq2SeqCache(self_kv, self.cross_keys_values(encoder_states), bias)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        seen, total = set(), 0
-        for name, p in self.named_parameters():
-            if id(p) in seen or (exclude_embeddings and name == "embed.weight"):
-                continue
-            seen.add(id(p))
-            total += p.numel()
-        return total
+        return count_parameters(self, exclude_embeddings)
 
 
 def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:

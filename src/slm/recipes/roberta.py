@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,18 +47,11 @@ class RobertaRecipeConfig:
 
 
 def prepare_data(cfg: RobertaRecipeConfig) -> Path:
-    from slm.data.shards import prepare
-    from slm.data.sources import iter_stdlib_texts, stdlib_documents
     from slm.finetune.classify_data import write_task
-    from slm.tokenizer import save_tokenizer, train_tokenizer
+    from slm.recipes.common import stdlib_shards
 
     root = Path(cfg.out_dir)
-    data = root / "data"
-    if not (data / "index.json").is_file():
-        tok = train_tokenizer(iter_stdlib_texts(cfg.corpus_files), vocab_size=cfg.vocab_size, kind="roberta-bpe")
-        save_tokenizer(tok, root / "tokenizer")
-        prepare(stdlib_documents(cfg.corpus_files), root / "tokenizer", data, val_fraction=0.02, workers=1,
-                progress=False)
+    data = stdlib_shards(root, cfg.corpus_files, cfg.vocab_size, "roberta-bpe")
     for task in cfg.tasks:
         for split in ("train", "test"):
             if not (root / "tasks" / f"{task}-{split}.jsonl").is_file():
@@ -183,10 +175,7 @@ def run(cfg: RobertaRecipeConfig) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    def cell(values, scale=1.0, digits=1):
-        mean = scale * statistics.fmean(values)
-        spread = scale * statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+    from slm.recipes.common import mean_sd as cell
 
     tasks = summary["config"]["tasks"]
     n = len(summary["config"]["seeds"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,18 +74,11 @@ def instruction_pairs(vocabulary: list[str], n: int, words: tuple[int, int], see
 
 
 def prepare_data(cfg: T5RecipeConfig) -> Path:
-    from slm.data.shards import prepare
-    from slm.data.sources import iter_stdlib_texts, stdlib_documents
     from slm.io import atomic_write_text
-    from slm.tokenizer import save_tokenizer, train_tokenizer
+    from slm.recipes.common import stdlib_shards
 
     root = Path(cfg.out_dir)
-    data = root / "data"
-    if not (data / "index.json").is_file():
-        tok = train_tokenizer(iter_stdlib_texts(cfg.corpus_files), vocab_size=cfg.vocab_size, kind="t5-bpe")
-        save_tokenizer(tok, root / "tokenizer")
-        prepare(stdlib_documents(cfg.corpus_files), root / "tokenizer", data, val_fraction=0.02, workers=1,
-                progress=False)
+    data = stdlib_shards(root, cfg.corpus_files, cfg.vocab_size, "t5-bpe")
     if not (root / "pairs-test.jsonl").is_file():
         vocabulary = _vocabulary(cfg)
         random.Random("slm-t5-words").shuffle(vocabulary)
@@ -188,12 +180,7 @@ def run(cfg: T5RecipeConfig) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    def cell(values, scale=1.0, digits=1):
-        values = [v for v in values if v == v]  # the no-pretraining row has no pretraining loss
-        if not values:
-            return "-"
-        spread = scale * statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{scale * statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}"
+    from slm.recipes.common import mean_sd as cell  # the no-pretraining row has no pretraining loss: "-"
 
     n = len(summary["config"]["seeds"])
     lines = [f"T5 base: span corruption then instruction SFT ({n} seed(s), mean ± sd)",
