@@ -106,7 +106,7 @@ def test_a_refused_request_is_a_recorded_failure_not_a_crash(fake, endpoint, tmp
 
 
 def test_n_samples_per_request_are_parsed_each(fake, endpoint, tmp_path):
-    fake.allow_n = False  # as slm serve: the client splits
+    fake.allow_n = False  # a server that refuses n > 1: the client splits
     t = Template("q", user="{{ topic }}", parse="text")
     run_job(job(tmp_path, templates=[t], variables={"topic": ["x"]}, sampling={"n": 3, "seed": 0}), endpoint,
             progress=False)

@@ -15,8 +15,8 @@ Contract other parts rely on:
     (the job stops; rerunning resumes it). A request the server rejects (400, 422) raises RequestRefused, which
     a job records as that request's failure. A wrong key (401/403) or a model the server lacks (404) raises
     SlmError at once, and `check()` finds both before anything is written.
-  - n samples: sent as one request; a server that only allows n=1 (slm serve) gets n requests with derived seeds,
-    merged into one answer. Logprobs, response_format and any other field pass through `extra` untouched.
+  - n samples: sent as one request; a server that refuses n > 1 (400 naming `n`) gets n requests with derived
+    seeds, merged into one answer. Logprobs, response_format and any other field pass through `extra` untouched.
   - Only the standard library's sqlite3 and the `openai` package; threads give the concurrency.
 """
 from __future__ import annotations
