@@ -9,7 +9,10 @@ llguidance rather than xgrammar (both installed and measured on SmolLM2's 49k vo
 both compute a mask in tens of microseconds, against milliseconds per decoding step; llguidance compiles a
 schema in about 1 ms against xgrammar's 300 ms for the first one, and installs as one wheel with no
 dependencies, where xgrammar brings triton and a TVM runtime into a CPU-only environment.
-JSON is compact (no free whitespace): an untrained model could otherwise fill its token budget with spaces.
+JSON is compact (no free whitespace), and objects whose schema leaves additionalProperties unsaid get no extra
+keys (as OpenAI's strict mode requires and xgrammar's strict mode assumes): a small model could otherwise fill its
+token budget with spaces or invented keys. Both only narrow the schema, so every output still validates against
+the schema as given.
 """
 from __future__ import annotations
 
@@ -48,9 +51,36 @@ def request_grammar(body) -> str | None:
         if not isinstance(schema, dict):
             raise ApiError(400, "response_format json_schema needs json_schema.schema, a JSON Schema object",
                            param="response_format.json_schema.schema")
-        return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_JSON_OPTIONS)
+        return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(closed(schema)), defaults=_JSON_OPTIONS)
     except ValueError as error:
         raise ApiError(400, f"{asked[0]}: {error}", param=asked[0], code="invalid_grammar") from None
+
+
+_SUBSCHEMAS = ("items", "additionalItems", "not", "if", "then", "else", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def closed(schema):
+    """A copy of the schema in which every object that does not say otherwise has additionalProperties false."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMAS + _SCHEMA_LISTS:
+        if key in out:
+            out[key] = closed(out[key])
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: closed(sub) for name, sub in out[key].items()}
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = closed(out["additionalProperties"])
+    is_object = out.get("type") == "object" or (isinstance(out.get("type"), list) and "object" in out["type"]) \
+        or "properties" in out
+    if is_object and "additionalProperties" not in out and "patternProperties" not in out:
+        out["additionalProperties"] = False
+    return out
 
 
 class Constraint:
