@@ -22,10 +22,19 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# Chromium and its driver for the playground page's browser test (tests/infer/test_server_playground.py),
+# from the system's packages where it allows (root, Debian); anything else only skips that test, with the reason.
+BROWSER_STAMP := $(VENV)/.browser-tried
+$(BROWSER_STAMP): $(STAMP)
+	-@(command -v chromium >/dev/null && command -v chromedriver >/dev/null) || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   chromium chromium-driver) >/dev/null 2>&1 || echo "no Chromium installed: the playground browser test will skip"
+	touch $(BROWSER_STAMP)
+
 demo: install
 	$(VENV)/bin/slm demo
 
-test: install
+test: install $(BROWSER_STAMP)
 	$(PY) -m pytest tests
 
 test-fast: install

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import html
 import json
 import math
 import time
@@ -147,7 +148,7 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
     @app.get("/", response_class=HTMLResponse)
     async def playground():
         page = resources.files("slm.infer.server").joinpath("playground.html").read_text()
-        return page.replace("{{MODEL}}", json.dumps(model_name)[1:-1])
+        return page.replace("{{MODEL}}", html.escape(model_name))
 
     @app.get("/v1/models")
     async def models():
