@@ -60,6 +60,9 @@ def test_a_bad_job_file_is_one_line(tmp_path, capsys):
     path = tmp_path / "job.yaml"
     path.write_text("output: o.jsonl\ntemplates: [{name: q, user: '{{ nope }}'}]\nendpoint: {base_url: 'http://x/v1'}\n")
     assert main(["teach", "generate", str(path)]) == 2
+    assert "template 'q' with {}: 'nope' is undefined" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("{{ nope }}", "hi"))
+    assert main(["teach", "generate", str(path)]) == 2
     assert "a base_url needs a model name" in capsys.readouterr().err
     assert main(["teach", "generate", str(tmp_path / "missing.yaml")]) == 2
     assert "job file not found" in capsys.readouterr().err
@@ -94,3 +97,19 @@ def test_sigkill_mid_job_then_rerun_has_every_request_once_and_resends_nothing_d
     assert all(fake.counts[b] == counts_at_kill[b] == 1 for b in done), "a cached request was sent again"
     # Only requests that were in flight at the kill (at most the concurrency) can have been sent twice.
     assert sum(c - 1 for c in fake.counts.values()) <= 2 and len(fake.counts) == 24
+
+
+def test_a_finished_job_starts_no_teacher(fake, tmp_path, capsys):
+    job = write_job(tmp_path, fake.url)
+    assert main(["teach", "generate", job, "--no-progress"]) == 0
+    fake.stop()  # nothing answers now: a finished job must not need it
+    try:
+        assert main(["teach", "generate", job, "--no-progress"]) == 0
+        assert "nothing to do, all 3 records are there" in capsys.readouterr().err
+        # Changing the template is still noticed before any endpoint is asked.
+        text = open(job).read().replace("Tell me about", "Explain")
+        open(job, "w").write(text)
+        assert main(["teach", "generate", job, "--no-progress"]) == 2
+        assert "was made from a different request" in capsys.readouterr().err
+    finally:
+        fake.start()

@@ -42,9 +42,13 @@ def _register_serve_local(p):
 def generate(args) -> int:
     import sys
 
-    from slm.teach.program import job_endpoint, load_job, run_job
+    from slm.teach.program import job_endpoint, load_job, model_name, plan, run_job
 
     job = load_job(args.job, output=args.output, concurrency=args.concurrency)
+    todo_all, todo, _ = plan(job, model_name(job, args.base_url, args.model), args.limit)
+    if not todo:  # a finished job starts no teacher
+        print(f"{job.output}: nothing to do, all {len(todo_all)} records are there", file=sys.stderr)
+        return 0
     with job_endpoint(job, base_url=args.base_url, model=args.model, api_key_env=args.api_key_env,
                       timeout=args.timeout) as endpoint:
         report = run_job(job, endpoint, progress=not args.no_progress, limit=args.limit,

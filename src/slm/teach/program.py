@@ -274,10 +274,42 @@ def job_endpoint(job: Job, **overrides) -> Iterator[Endpoint]:
             raise ConfigError("endpoint: a base_url needs a model name")
         yield Endpoint(**spec)
         return
-    from slm.teach.local import local_endpoint
+    from slm.teach.local import REAL_MODEL, local_endpoint
 
-    with local_endpoint(spec.get("model") or "smollm2-135m-instruct") as endpoint:
+    with local_endpoint(spec.get("model") or REAL_MODEL) as endpoint:
         yield endpoint
+
+
+def plan(job: Job, model: str, limit: int | None = None) -> tuple[list, list, dict[str, str]]:
+    """(the job's requests, those not yet in the output, each id's first-request key) for a teacher serving
+    `model`. A record in the output whose request has changed since is refused with one line."""
+    todo_all = job.requests()
+    if limit is not None:
+        todo_all = todo_all[:limit]
+    keys = {rid: req.key(model) for rid, _, _, req in todo_all}
+    done = set()
+    if job.output.exists():
+        with JsonlOutput(job.output) as out:
+            records = out.records
+        for i, record in enumerate(records, 1):
+            rid = record.get("id")
+            if rid in keys and record.get("key") != keys[rid]:
+                raise SlmError(f"{job.output}:{i}: record {rid} was made from a different request (its template or "
+                               "sampling changed); write to a new output (the cache keeps every answer)")
+            done.add(rid)
+    return todo_all, [t for t in todo_all if t[0] not in done], keys
+
+
+def model_name(job: Job, base_url: str | None = None, model: str | None = None) -> str:
+    """The model name the job's requests will carry (overrides as for `job_endpoint`): the endpoint's, or for
+    the local teacher the name `local_endpoint` serves it under (the model's directory or file name)."""
+    from slm.teach.local import REAL_MODEL
+
+    spec = job.endpoint or {}
+    model = model or spec.get("model")
+    if base_url or spec.get("base_url"):
+        return model or ""
+    return Path(str(model or REAL_MODEL)).name
 
 
 def run_job(job: Job, endpoint: Endpoint, progress: bool = True, limit: int | None = None,
@@ -285,10 +317,7 @@ def run_job(job: Job, endpoint: Endpoint, progress: bool = True, limit: int | No
     """Run (or resume) the job against the endpoint; see the module docstring."""
     import jinja2
 
-    todo_all = job.requests()
-    if limit is not None:
-        todo_all = todo_all[:limit]
-    keys = {rid: req.key(endpoint.model) for rid, _, _, req in todo_all}
+    todo_all, todo, keys = plan(job, endpoint.model, limit)
     teacher = Teacher(endpoint, cache=None, concurrency=job.concurrency, max_retries=max_retries, backoff=backoff)
     try:
         teacher.check()  # an unreachable endpoint, a refused key or a missing model: one line, nothing written
@@ -297,15 +326,6 @@ def run_job(job: Job, endpoint: Endpoint, progress: bool = True, limit: int | No
         raise
 
     out = JsonlOutput(job.output)
-    done = set()
-    for i, record in enumerate(out.records, 1):
-        rid = record.get("id")
-        if rid in keys and record.get("key") != keys[rid]:
-            out.close()
-            raise SlmError(f"{job.output}:{i}: record {rid} was made from a different request (its template or "
-                           "sampling changed); write to a new output (the cache keeps every answer)")
-        done.add(rid)
-    todo = [t for t in todo_all if t[0] not in done]
     report = JobReport(skipped=len(todo_all) - len(todo))
     teacher.cache = Cache(job.cache)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
