@@ -213,3 +213,33 @@ def test_request_timeout_and_max_concurrent(tiny_model, tokenizer):
         gated.gate.set()
         wait_until(lambda: app.state.scheduler.running == 0)
         assert client.completions.create(model="tiny", prompt="def", max_tokens=2).choices
+
+
+def test_nulls_for_optional_fields_read_as_unset(server):
+    """Some clients send every field, unset ones as null."""
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": None,
+            "logprobs": None, "top_logprobs": None, "temperature": None, "top_p": None, "seed": None, "stop": None,
+            "max_completion_tokens": None, "response_format": None, "stream_options": None}
+    r = httpx.post(server[0] + "/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["logprobs"] is None
+
+
+def test_slm_serve_passes_key_and_limits_to_the_server(monkeypatch, tmp_path):
+    """`slm serve --api-key` (or SLM_API_KEY), --max-body-bytes, --request-timeout, --max-concurrent reach serve()."""
+    import slm.cli.generate
+    import slm.infer.server
+    from slm.cli import build_parser
+
+    seen = {}
+    monkeypatch.setattr(slm.cli.generate, "load_engine", lambda args, **kw: "engine")
+    monkeypatch.setattr(slm.infer.server, "serve", lambda engine, **kw: seen.update(kw))
+    monkeypatch.setenv("SLM_API_KEY", "sk-env")
+    args = build_parser().parse_args(["serve", str(tmp_path), "--max-body-bytes", "100", "--request-timeout", "5",
+                                      "--max-concurrent", "3"])
+    assert args.func(args) == 0
+    assert seen["api_key"] == "sk-env" and seen["max_body_bytes"] == 100 and seen["request_timeout_s"] == 5
+    assert seen["max_concurrent"] == 3
+    args = build_parser().parse_args(["serve", str(tmp_path), "--api-key", "sk-flag"])
+    args.func(args)
+    assert seen["api_key"] == "sk-flag"

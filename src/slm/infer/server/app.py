@@ -434,7 +434,8 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
     async def embeddings(body: EmbeddingRequest):
         check_model(body)
         model = engine.model
-        if not hasattr(model, "hidden_states"):
+        dim = getattr(getattr(model, "config", None), "dim", None)
+        if not hasattr(model, "hidden_states") or dim is None:
             raise ApiError(400, "this model gives no hidden states to embed (a composition?)", param="model")
         inputs = body.input
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
@@ -443,7 +444,6 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
             raise ApiError(400, "give 1 to 256 inputs", param="input")
         if any(isinstance(x, str) for x in inputs) and tokenizer is None:
             raise ApiError(400, "this server has no tokenizer: send token ids", param="input")
-        dim = model.config.dim
         if body.dimensions is not None and body.dimensions != dim:
             raise ApiError(400, f"this model's embeddings have {dim} dimensions", param="dimensions")
         rows = []

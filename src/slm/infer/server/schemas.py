@@ -50,7 +50,7 @@ class _Sampling(_Body):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     n: int = Field(1, ge=1)
-    stream: bool = False
+    stream: bool | None = False  # null as false: some clients send every field
     stream_options: dict | None = None
     response_format: ResponseFormat | None = None
     # Grammar extensions (as vLLM's guided_*): a regular expression, or a Lark grammar (llguidance's dialect).
@@ -73,7 +73,7 @@ Prompt = Union[str, list[int], list[str], list[list[int]]]
 
 class CompletionRequest(_Sampling):
     prompt: Prompt
-    echo: bool = False
+    echo: bool | None = False
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     suffix: str | None = None
 
@@ -115,7 +115,7 @@ class ChatMessage(_Body):
 class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    logprobs: bool = False
+    logprobs: bool | None = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
 
