@@ -126,3 +126,18 @@ def test_one_beam_is_greedy(llama):
 def test_bad_beam_params_are_one_line_errors(kwargs, message):
     with pytest.raises(SlmError, match=message):
         BeamParams(**kwargs)
+
+
+def test_server_completions_take_a_seq2seq_checkpoint(t5):
+    # OpenAI completions: the prompt is the encoder's input; the served tokens are the engine's greedy ones.
+    from fastapi.testclient import TestClient
+
+    from slm.infer.server import create_app
+
+    _, engine, _ = t5
+    expected = [c.token_ids for c in engine.generate(PROMPTS, SamplingParams(max_tokens=6))]
+    with TestClient(create_app(engine)) as client:
+        for prompt, tokens in zip(PROMPTS, expected):
+            r = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 6})
+            assert r.status_code == 200, r.text
+            assert r.json()["usage"]["completion_tokens"] == len(tokens)
