@@ -243,6 +243,9 @@ def create_app(engine: Engine, model_name: str = "slm", max_batch_size: int = 16
             raise ApiError(400, "max_tokens 0 needs echo and logprobs (scoring the prompt)", param="max_tokens")
         if body.stream and body.echo:
             raise ApiError(400, "echo is not supported with stream", param="echo")
+        if body.echo and body.logprobs is not None and hasattr(engine.runner, "prefill"):
+            raise ApiError(400, "prompt log-probabilities (echo with logprobs) are for decoder models; this one "
+                           "encodes its prompt", param="echo")
         # Token ids are checked (range, emptiness) when the sequence is built, after the length check.
         ids = [tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
         logprobs = body.logprobs
