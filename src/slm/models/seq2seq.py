@@ -142,6 +142,9 @@ class Attention(nn.Module):
                 k, v = cache.update(layer, k, v)
         else:
             k, v = keys_values
+        if scores_bias is not None and scores_bias.dtype != q.dtype:
+            # Under autocast the bias table stays fp32 while q is bf16; SDPA would then leave its fused kernel.
+            scores_bias = scores_bias.to(q.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=scores_bias, scale=1.0,
                                            dropout_p=self.dropout if self.training else 0.0)
         B, _, T, _ = y.shape
