@@ -8,7 +8,8 @@
   greedy      batch 1, a 48-token prompt, new tokens until --new-tokens: slm's engine (fp32; int8 weights; bf16
               weights where the CPU has native bf16) against transformers' generate(do_sample=False) in fp32
   beam        the same prompt, 4 beams: slm's beam search against generate(num_beams=4)
-Both sides use the same number of threads; outputs are checked to be the same tokens before timing.
+Both sides use the same number of threads; outputs are checked to be the same tokens before timing. Training is
+the best of two alternating rounds per setting; generation the median of --repeats calls.
 """
 from __future__ import annotations
 
@@ -95,10 +96,13 @@ def main() -> None:
     slm_loss = lambda m, b: (lambda s, n: s / n)(*seq2seq_loss(m, b))
     bf16_ok = bool(flags & {"avx512_bf16", "amx_bf16"})
     rates = {}
-    for name, model, loss in (("slm", ours, slm_loss), ("transformers", hf, hf_loss)):
-        for bf16 in ([False, True] if bf16_ok else [False]):
-            rates[(name, bf16)] = train_rate(model, loss, batch, args.train_steps, bf16)
-            print(f"train  {name:<12} {'bf16' if bf16 else 'fp32'}: {rates[(name, bf16)]:,.0f} tok/s")
+    for _ in range(2):  # alternating rounds, best of each: a neighbour's burst on the shared cores hits both sides
+        for name, model, loss in (("slm", ours, slm_loss), ("transformers", hf, hf_loss)):
+            for bf16 in ([False, True] if bf16_ok else [False]):
+                rate = train_rate(model, loss, batch, args.train_steps, bf16)
+                rates[(name, bf16)] = max(rates.get((name, bf16), 0.0), rate)
+    for (name, bf16), rate in rates.items():
+        print(f"train  {name:<12} {'bf16' if bf16 else 'fp32'}: {rate:,.0f} tok/s")
     best = {name: max(r for (n, _), r in rates.items() if n == name) for name in ("slm", "transformers")}
     print(f"train  best vs best: {best['slm'] / best['transformers']:.2f}x")
 
@@ -117,11 +121,17 @@ def main() -> None:
     print(f"greedy transformers generate: {n / t_hf:.1f} tok/s; slm fp32: {n / t_slm:.1f} tok/s "
           f"({t_hf / t_slm:.2f}x)")
     fast = {"int8": Engine.from_pretrained(path, int8=True)}
+    hf_bf16 = None
     if bf16_ok:
         fast["bf16"] = Engine.from_pretrained(path, dtype=torch.bfloat16)
+        hf_bf16 = T5ForConditionalGeneration.from_pretrained(path, dtype=torch.bfloat16).eval()
+        with torch.inference_mode():
+            t_hf16 = timed(lambda: hf_bf16.generate(prompt, do_sample=False, **kw), args.repeats)
+        print(f"greedy transformers generate bf16: {n / t_hf16:.1f} tok/s")
+        t_hf = min(t_hf, t_hf16)
     for name, other in fast.items():
         t_other = timed(lambda: other.generate([prompt[0].tolist()], params), args.repeats)
-        print(f"greedy slm {name}: {n / t_other:.1f} tok/s ({t_hf / t_other:.2f}x transformers fp32)")
+        print(f"greedy slm {name}: {n / t_other:.1f} tok/s ({t_hf / t_other:.2f}x transformers' best)")
 
     beams = BeamParams(num_beams=4, max_tokens=n, early_stopping="never")
     bkw = dict(max_new_tokens=n, num_beams=4, early_stopping="never", do_sample=False, eos_token_id=None)
@@ -132,9 +142,14 @@ def main() -> None:
     t_beam = timed(lambda: engine.beam_search([prompt[0].tolist()], beams), args.repeats)
     print(f"beam(4) transformers: {t_hf_beam * 1000:.0f} ms; slm fp32: {t_beam * 1000:.0f} ms "
           f"({t_hf_beam / t_beam:.2f}x)")
+    if hf_bf16 is not None:
+        with torch.inference_mode():
+            t_hf16_beam = timed(lambda: hf_bf16.generate(prompt, **bkw), args.repeats)
+        print(f"beam(4) transformers bf16: {t_hf16_beam * 1000:.0f} ms")
+        t_hf_beam = min(t_hf_beam, t_hf16_beam)
     for name, other in fast.items():
         t_other = timed(lambda: other.beam_search([prompt[0].tolist()], beams), args.repeats)
-        print(f"beam(4) slm {name}: {t_other * 1000:.0f} ms ({t_hf_beam / t_other:.2f}x transformers fp32)")
+        print(f"beam(4) slm {name}: {t_other * 1000:.0f} ms ({t_hf_beam / t_other:.2f}x transformers' best)")
 
 
 if __name__ == "__main__":

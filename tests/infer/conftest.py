@@ -84,3 +84,24 @@ def hf_llama_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("hf") / "llama"
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tokenizer):
+    """A live `slm serve` app on a loopback port over the tiny model, one per test module: (url, app)."""
+    from server_util import live_server
+
+    from slm.infer import Engine
+    from slm.infer.server import create_app
+
+    app = create_app(Engine(tiny_model, tokenizer), model_name="tiny", max_batch_size=8, max_tokens_cap=40)
+    with live_server(app) as url:
+        yield url, app
+
+
+@pytest.fixture
+def client(server):
+    """The official openai client pointed at `server`, without its own retries."""
+    import openai
+
+    return openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0)

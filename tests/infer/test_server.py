@@ -16,18 +16,6 @@ from server_util import live_server, wait_until
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model, tokenizer):
-    app = create_app(Engine(tiny_model, tokenizer), model_name="tiny", max_batch_size=8, max_tokens_cap=40)
-    with live_server(app) as url:
-        yield url, app
-
-
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0)
-
-
 def test_health_and_models(server, client):
     assert httpx.get(server[0] + "/health").json()["status"] == "ok"
     assert [m.id for m in client.models.list().data] == ["tiny"]

@@ -2,22 +2,12 @@
 (logprobs, top_logprobs), checked against the model's own log-softmax."""
 from __future__ import annotations
 
-import openai
 import pytest
 import torch
-from server_util import live_server
 
 from slm.infer import Engine
-from slm.infer.server import create_app
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def client(tiny_model, tokenizer):
-    app = create_app(Engine(tiny_model, tokenizer), model_name="tiny", max_batch_size=8, max_tokens_cap=40)
-    with live_server(app) as url:
-        yield openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
 
 
 def reference(model, ids):

@@ -15,18 +15,6 @@ from slm.infer.server import create_app
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model, tokenizer):
-    app = create_app(Engine(tiny_model, tokenizer), model_name="tiny", max_batch_size=8, max_tokens_cap=40)
-    with live_server(app) as url:
-        yield url, app
-
-
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0)
-
-
 def chat_ids(tokenizer, messages):
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
