@@ -80,6 +80,7 @@ def main() -> None:
     cpu, flags = cpu_facts()
     print(f"CPU: {cpu} ({', '.join(sorted(flags)) or 'no avx512'}), {torch.get_num_threads()} threads; "
           f"torch {torch.__version__}")
+    bf16_ok = bool(flags & {"avx512_bf16", "amx_bf16"})
     cfg = preset(args.preset, dropout=0.0)
     ours = build_model(cfg).init_weights(0)
     with torch.no_grad():  # EOS's logit pinned at 0, far below the top ones: every path runs to the token budget
@@ -90,28 +91,12 @@ def main() -> None:
     print(f"model: {args.preset}, {ours.num_parameters() / 1e6:.1f}M parameters")
 
     g = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.randint(3, cfg.vocab_size - 100, (8, 128), generator=g),
-             "labels": torch.randint(3, cfg.vocab_size - 100, (8, 32), generator=g)}
-    hf_loss = lambda m, b: m(input_ids=b["input_ids"], labels=b["labels"]).loss
-    slm_loss = lambda m, b: (lambda s, n: s / n)(*seq2seq_loss(m, b))
-    bf16_ok = bool(flags & {"avx512_bf16", "amx_bf16"})
-    rates = {}
-    for _ in range(2):  # alternating rounds, best of each: a neighbour's burst on the shared cores hits both sides
-        for name, model, loss in (("slm", ours, slm_loss), ("transformers", hf, hf_loss)):
-            for bf16 in ([False, True] if bf16_ok else [False]):
-                rate = train_rate(model, loss, batch, args.train_steps, bf16)
-                rates[(name, bf16)] = max(rates.get((name, bf16), 0.0), rate)
-    for (name, bf16), rate in rates.items():
-        print(f"train  {name:<12} {'bf16' if bf16 else 'fp32'}: {rate:,.0f} tok/s")
-    best = {name: max(r for (n, _), r in rates.items() if n == name) for name in ("slm", "transformers")}
-    print(f"train  best vs best: {best['slm'] / best['transformers']:.2f}x")
-
     ours.eval()
     hf.eval()
     prompt = torch.randint(3, cfg.vocab_size - 100, (1, 48), generator=g)
     n = args.new_tokens
     kw = dict(max_new_tokens=n, min_new_tokens=n, eos_token_id=None)
-    engine = Engine(ours)
+    engine = Engine.from_pretrained(path)  # the engine's CPU decoding layout (input-major float weights)
     params = SamplingParams(max_tokens=n, ignore_eos=True)
     ref = hf.generate(prompt, do_sample=False, **kw)[0, 1:].tolist()
     assert engine.generate([prompt[0].tolist()], params)[0].token_ids == ref, "greedy outputs differ"
@@ -151,6 +136,22 @@ def main() -> None:
         t_other = timed(lambda: other.beam_search([prompt[0].tolist()], beams), args.repeats)
         print(f"beam(4) slm {name}: {t_other * 1000:.0f} ms ({t_hf_beam / t_other:.2f}x transformers' best)")
 
+
+    # Training last: it moves both models' weights (the same steps on the same batch).
+    batch = {"input_ids": torch.randint(3, cfg.vocab_size - 100, (8, 128), generator=g),
+             "labels": torch.randint(3, cfg.vocab_size - 100, (8, 32), generator=g)}
+    hf_loss = lambda m, b: m(input_ids=b["input_ids"], labels=b["labels"]).loss
+    slm_loss = lambda m, b: (lambda s, n: s / n)(*seq2seq_loss(m, b))
+    rates = {}
+    for _ in range(2):  # alternating rounds, best of each: a neighbour's burst on the shared cores hits both sides
+        for name, model, loss in (("slm", ours, slm_loss), ("transformers", hf, hf_loss)):
+            for bf16 in ([False, True] if bf16_ok else [False]):
+                rate = train_rate(model, loss, batch, args.train_steps, bf16)
+                rates[(name, bf16)] = max(rates.get((name, bf16), 0.0), rate)
+    for (name, bf16), rate in rates.items():
+        print(f"train  {name:<12} {'bf16' if bf16 else 'fp32'}: {rate:,.0f} tok/s")
+    best = {name: max(r for (n, _), r in rates.items() if n == name) for name in ("slm", "transformers")}
+    print(f"train  best vs best: {best['slm'] / best['transformers']:.2f}x")
 
 if __name__ == "__main__":
     main()
