@@ -157,14 +157,8 @@ class Scorer:
         first = min(length - len(continuation) for length, continuation in spans)
         logits = self.model(ids.to(device), logits_to_keep=width - first) if first > 0 else self.model(ids.to(device))
         offset = width - logits.shape[1]
-        out = []
-        for row, (length, continuation) in enumerate(spans):
-            n = len(continuation)
-            logprobs = logits[row, length - n - offset:length - offset].float().log_softmax(-1)
-            target = torch.tensor(continuation, device=logprobs.device)
-            greedy = bool((logprobs.argmax(-1) == target).all())
-            out.append((float(logprobs.gather(-1, target[:, None]).sum()), greedy))
-        return out
+        return [_continuation_score(logits[row, length - len(continuation) - offset:length - offset], continuation)
+                for row, (length, continuation) in enumerate(spans)]
 
 
     def _score_seq2seq(self, batch: list[TokenRequest], device) -> list[tuple[float, bool]]:
@@ -176,13 +170,16 @@ class Scorer:
         b = {k: v.to(device) for k, v in collate_pairs(pairs, cfg.pad_token_id or 0).items()}
         logits = self.model(b["input_ids"], attention_mask=b["attention_mask"],
                             decoder_input_ids=shift_right(b["labels"], cfg.decoder_start_token_id, cfg.pad_token_id or 0))
-        out = []
-        for row, (_, continuation) in enumerate(batch):
-            logprobs = logits[row, :len(continuation)].float().log_softmax(-1)
-            target = torch.tensor(list(continuation), device=logprobs.device)
-            greedy = bool((logprobs.argmax(-1) == target).all())
-            out.append((float(logprobs.gather(-1, target[:, None]).sum()), greedy))
-        return out
+        return [_continuation_score(logits[row, :len(continuation)], continuation)
+                for row, (_, continuation) in enumerate(batch)]
+
+
+def _continuation_score(logits: torch.Tensor, continuation: Sequence[int]) -> tuple[float, bool]:
+    """(sum of log p of the continuation's tokens, whether each is the argmax) from the logits predicting them."""
+    logprobs = logits.float().log_softmax(-1)
+    target = torch.tensor(list(continuation), device=logprobs.device)
+    greedy = bool((logprobs.argmax(-1) == target).all())
+    return float(logprobs.gather(-1, target[:, None]).sum()), greedy
 
 
 def rolling_windows(tokens: Sequence[int], prefix_token: int, max_length: int,

@@ -54,6 +54,16 @@ def build_config(data: dict):
     return cfg, train
 
 
+def hold_out(items: list, cfg: SFTDataConfig) -> tuple[list, list]:
+    """(kept, held out): a seeded data.val_fraction of the items, each side in file order."""
+    if not 0 < cfg.val_fraction < 1:
+        raise SlmError(f"data.val_fraction must be in (0, 1), got {cfg.val_fraction}")
+    order = list(range(len(items)))
+    random.Random(f"slm-sft-val:{cfg.seed}").shuffle(order)
+    n_val = max(1, int(len(items) * cfg.val_fraction))
+    return [items[i] for i in sorted(order[n_val:])], [items[i] for i in sorted(order[:n_val])]
+
+
 def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), say=print):
     """(train batches, validation batches or None) from the JSONL file(s), with every loss of data reported."""
     from slm.finetune.data import load_sft_examples
@@ -72,14 +82,8 @@ def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), sa
         val_examples, val_report = load_sft_examples(cfg.val_path, tokenizer, template, cfg.train_on, cfg.on_bad_line)
         say(f"{cfg.val_path}: {val_report.summary()}")
     elif cfg.val_fraction > 0:
-        if not 0 < cfg.val_fraction < 1:
-            raise SlmError(f"data.val_fraction must be in (0, 1), got {cfg.val_fraction}")
-        order = list(range(len(examples)))
-        random.Random(f"slm-sft-val:{cfg.seed}").shuffle(order)
-        n_val = max(1, int(len(examples) * cfg.val_fraction))
-        val_examples = [examples[i] for i in sorted(order[:n_val])]
-        examples = [examples[i] for i in sorted(order[n_val:])]
-        say(f"held out {n_val} example(s) for validation")
+        examples, val_examples = hold_out(examples, cfg)
+        say(f"held out {len(val_examples)} example(s) for validation")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     rank, world_size = world
     common = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=pad_id, pack=cfg.pack,
@@ -104,11 +108,7 @@ def load_seq2seq_data(cfg: SFTDataConfig, tokenizer, model_config, say=print):
     pairs = load(cfg.path)
     val_pairs = load(cfg.val_path) if cfg.val_path else None
     if val_pairs is None and cfg.val_fraction > 0:
-        order = list(range(len(pairs)))
-        random.Random(f"slm-sft-val:{cfg.seed}").shuffle(order)
-        n_val = max(1, int(len(pairs) * cfg.val_fraction))
-        val_pairs = [pairs[i] for i in sorted(order[:n_val])]
-        pairs = [pairs[i] for i in sorted(order[n_val:])]
+        pairs, val_pairs = hold_out(pairs, cfg)
     train = Seq2SeqBatches(pairs, cfg.batch_size, tokenizer.pad_token_id or 0, seed=cfg.seed)
     say(f"{cfg.path}: {len(pairs)} input/target pair(s), {len(train)} padded batch(es) per epoch, "
         f"{train.fill():.0%} of the batch slots filled (no packing)")

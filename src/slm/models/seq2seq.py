@@ -371,7 +371,9 @@ def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tenso
 def seq2seq_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The Trainer's loss_fn for encoder-decoders: summed cross entropy over `labels` [B, T_dec] (-100 ignored),
     the decoder reading them shifted right (or the batch's own `decoder_input_ids`)."""
-    cfg = model.config if hasattr(model, "config") else model.module.config
+    from slm.models.hf import unwrap
+
+    cfg = unwrap(model).config  # the loss also receives DDP / compiled wrappers
     labels = batch["labels"]
     decoder_input_ids = batch.get("decoder_input_ids")
     if decoder_input_ids is None:
@@ -401,10 +403,6 @@ class Seq2SeqRunner:
 
     def __call__(self, tokens: torch.Tensor, position_ids=None, attention_mask=None, cache=None, logits_to_keep=1):
         return self.model.logits(self.model.decode(tokens, cache=cache))
-
-    def eval(self):
-        self.model.eval()
-        return self
 
 
 def param_count(cfg: Seq2SeqConfig, exclude_embeddings: bool = False) -> int:
