@@ -124,8 +124,9 @@ class Seq2SeqBatches:
     def fill(self) -> float:
         """The fraction of padded batch slots (inputs and targets) that hold tokens."""
         used = slots = 0
+        order = self._order(0)
         for i in range(len(self)):
-            rows = [self.pairs[j] for j in self._order(0)[i * self.batch_size:(i + 1) * self.batch_size]]
+            rows = [self.pairs[j] for j in order[i * self.batch_size:(i + 1) * self.batch_size]]
             used += sum(len(p.input_ids) + len(p.labels) for p in rows)
             slots += len(rows) * (max(len(p.input_ids) for p in rows) + max(len(p.labels) for p in rows))
         return used / max(slots, 1)
