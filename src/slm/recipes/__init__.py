@@ -104,6 +104,21 @@ RECIPES: list[Recipe] = [
         results="runs/t5/results.json and the table on stdout; per seed, the pretrained base and the "
                 "fine-tuned checkpoints under runs/t5/seed-N/",
     ),
+    Recipe(
+        name="pet",
+        module="slm.recipes.pet",
+        config="slm.recipes.pet.pipeline:PETRecipeConfig",
+        description="PET / iPET: a small masked LM as a few-shot classifier through cloze patterns and verbalizers",
+        paper="PET (Schick & Schütze, EACL 2021, arXiv 2001.07676); multi-token PET (NAACL 2021, arXiv 2009.07118)",
+        stages="once: a masked LM pretrained on the task's corpus; per label count (8/16/32) and seed: a CLS-head "
+               "classifier on the labels, zero-shot pattern scores, one PET model per pattern and repetition, "
+               "their ensemble and the classifier distilled from it on the unlabelled rest, then iPET's "
+               "generations and their distilled classifier; test accuracy of each",
+        default_time="measured on the docs page",
+        smoke_time="about 15 s",
+        results="runs/pet/results.json and the table on stdout; the pretrained MLM in runs/pet/mlm/final "
+                "(keep_models: true keeps every trained model under runs/pet/nN/seed-S/models/)",
+    ),
 ]
 
 # Sub-verbs of `slm recipe` that are not recipes.
