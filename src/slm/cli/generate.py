@@ -78,6 +78,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="true: stop when num-beams hypotheses are done; false: when none can improve (heuristic); "
                         "never: the exact search")
     g.add_argument("--num-return-sequences", type=int, default=1, help="the n best hypotheses to print per prompt")
+    p.add_argument("--infill", action="store_true",
+                   help="each prompt is a text with gaps marked <gap>: fill them greedily with a UL2-trained model "
+                        "(slm recipe ul2r; slm.infer.infill) and print the filled text")
     p.set_defaults(func=run)
 
 
@@ -109,6 +112,8 @@ def run(args) -> int:
     from slm.errors import SlmError
 
     prompts = _read_prompts(args)
+    if args.infill:
+        return _infill(args, prompts)
     if (args.stream or args.draft) and len(prompts) != 1:
         raise SlmError("--stream and --draft take exactly one prompt")
     engine = load_engine(args)
@@ -174,4 +179,25 @@ def _beam(args, engine, prompts) -> int:
         if len(prompts) > 1:
             print("-" * 40)
     print(f"[beam search: {args.num_beams} beams over {len(prompts)} prompt(s)]", file=sys.stderr)
+    return 0
+
+
+def _infill(args, prompts) -> int:
+    import json
+
+    import slm
+    from slm.errors import SlmError
+    from slm.infer.infill import infill
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model, tokenizer = slm.load(args.model)
+    if tokenizer is None:
+        raise SlmError(f"{args.model}: no tokenizer files next to the weights")
+    model.eval()
+    for prompt in prompts:
+        result = infill(model, tokenizer, prompt, max_tokens=args.max_tokens)
+        print(json.dumps({"prompt": prompt, **result}) if args.json else result["text"])
     return 0

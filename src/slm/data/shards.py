@@ -70,10 +70,12 @@ def is_validation(doc_hash: str, val_fraction: float, seed: int) -> bool:
     return int.from_bytes(h, "big") / 2**64 < val_fraction
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    """Identifies a vocabulary: token -> id for every token, plus the special tokens. Robust to save/load
-    round trips (unlike the serialized tokenizer.json), and what decides whether shards fit a model."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+def tokenizer_fingerprint(tokenizer, size: int | None = None) -> str:
+    """Identifies a vocabulary: token -> id for every token (or for the first `size` ids), plus the special
+    tokens. Robust to save/load round trips (unlike the serialized tokenizer.json), and what decides whether
+    shards fit a model."""
+    vocab = sorted(((t, i) for t, i in tokenizer.get_vocab().items() if size is None or i < size),
+                   key=lambda kv: kv[1])
     specials = {k: getattr(tokenizer, f"{k}_token_id", None) for k in ("bos", "eos", "pad", "unk")}
     payload = json.dumps([vocab, specials], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
@@ -303,9 +305,10 @@ def load_data_tokenizer(data_dir: str | Path):
 
 
 def check_tokenizer(index: dict, tokenizer, where: str = "data") -> None:
-    """Refuse a tokenizer other than the one the shards were made with: the ids would mean other strings."""
+    """Refuse a tokenizer other than the one the shards were made with: the ids would mean other strings. One
+    that only adds tokens after them (UL2's mode tokens and sentinels, say) reads the shards the same way."""
     info = index["tokenizer"]
-    if tokenizer_fingerprint(tokenizer) != info["fingerprint"]:
+    if tokenizer_fingerprint(tokenizer, info["vocab_size"]) != info["fingerprint"]:
         raise SlmError(f"{where}: prepared with the tokenizer {info['name']!r} ({info['vocab_size']} tokens, "
                        f"fingerprint {info['fingerprint'][:12]}), but the model's tokenizer differs "
                        f"({len(tokenizer)} tokens, fingerprint {tokenizer_fingerprint(tokenizer)[:12]}); "

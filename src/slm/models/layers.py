@@ -202,17 +202,22 @@ def padding_attention_mask(padding: torch.Tensor) -> torch.Tensor:
 
 
 def make_attention_mask(q_len: int, past: int, padding: torch.Tensor | None = None,
-                   document_ids: torch.Tensor | None = None, device=None) -> torch.Tensor:
+                   document_ids: torch.Tensor | None = None, device=None,
+                   prefix_lengths: torch.Tensor | None = None) -> torch.Tensor:
     """A boolean SDPA mask [B or 1, 1, q_len, past + q_len]: True where a query may attend.
 
     Causal over absolute positions; `padding` [B, past + q_len] (1 = real token, HF convention) hides
-    pad keys; `document_ids` [B, q_len] (no cache) keeps packed documents from seeing each other.
+    pad keys; `document_ids` [B, q_len] (no cache) keeps packed documents from seeing each other;
+    `prefix_lengths` [B] makes a prefix LM: the first prefix_lengths[b] keys are visible to every query of row b
+    (the prefix attends bidirectionally, the rest causally).
     Every query may always see itself, so a fully padded row yields zeros instead of NaN.
     """
     k_len = past + q_len
     q_pos = torch.arange(past, k_len, device=device).view(-1, 1)
     k_pos = torch.arange(k_len, device=device).view(1, -1)
     mask = (k_pos <= q_pos).view(1, 1, q_len, k_len)
+    if prefix_lengths is not None:
+        mask = mask | (k_pos.view(1, 1, 1, k_len) < prefix_lengths.to(k_pos.device).view(-1, 1, 1, 1))
     if padding is not None:
         mask = mask & padding.bool().view(padding.shape[0], 1, 1, k_len)
     if document_ids is not None:
@@ -248,3 +253,31 @@ def init_weights(module: nn.Module, std: float, residual_std: float) -> None:
 
 def default_init_std(dim: int, n_layers: int) -> tuple[float, float]:
     return math.sqrt(2.0 / (5 * dim)), 1.0 / math.sqrt(dim) / n_layers
+
+
+@torch.no_grad()
+def resize_vocabulary(model: nn.Module, size: int) -> nn.Module:
+    """Grow every embedding table and output head of `model` sized by its vocabulary to `size` rows, each new row
+    the mean of the old ones (so new tokens start as an average token), ties kept; config.vocab_size follows."""
+    old = model.config.vocab_size
+    if size < old:
+        raise ValueError(f"resize_vocabulary only grows a vocabulary ({old} -> {size})")
+    grown: dict[int, nn.Parameter] = {}
+
+    def grow(weight: nn.Parameter) -> nn.Parameter:
+        if id(weight) not in grown:
+            extra = weight.mean(dim=0, keepdim=True).expand(size - old, *weight.shape[1:])
+            grown[id(weight)] = nn.Parameter(torch.cat([weight, extra]), requires_grad=weight.requires_grad)
+        return grown[id(weight)]
+
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.num_embeddings == old:
+            module.weight = grow(module.weight)
+            module.num_embeddings = size
+        elif isinstance(module, nn.Linear) and module.out_features == old:
+            module.weight = grow(module.weight)
+            if module.bias is not None:
+                module.bias = grow(module.bias)
+            module.out_features = size
+    model.config.vocab_size = size
+    return model

@@ -145,18 +145,14 @@ class SpanCorruption:
                 "labels": torch.from_numpy(np.stack([p[1] for p in pairs]))}
 
 
-class SpanCorruptionLoader(PackedLoader):
-    """Raw windows of the token stream, each long enough that its corrupted inputs are `inputs_length` tokens
-    (documents run together, as T5 packs C4), with the keys SpanCorruption seeds each row by."""
+class RawWindowLoader(PackedLoader):
+    """Raw windows of `raw_length` tokens of the token stream (documents run together, as T5 packs C4), with the
+    keys a noising transform seeds each row by: `sample_index` (the window) and `noise_epoch`."""
 
-    def __init__(self, data_dir: str | Path, split: str = "train", inputs_length: int | None = None,
-                 batch_size: int | None = None, *, noise_density: float = 0.15, mean_span: float = 3.0, **kwargs):
-        if inputs_length is None or inputs_length < 4:
-            raise SlmError("span corruption needs inputs_length >= 4")
-        self.inputs_length = inputs_length
-        self.raw_length = raw_length_for(inputs_length, noise_density, mean_span)
-        self.targets_length = lengths_for(self.raw_length, noise_density, mean_span)[1]
-        super().__init__(data_dir, split, self.raw_length, batch_size, **kwargs)
+    def __init__(self, data_dir: str | Path, split: str = "train", raw_length: int | None = None,
+                 batch_size: int | None = None, **kwargs):
+        self.raw_length = raw_length
+        super().__init__(data_dir, split, raw_length, batch_size, **kwargs)
 
     def _window_order(self, start: int, count: int) -> np.ndarray:
         self._epochs_of_order = (start + np.arange(count)) // self.n_windows
@@ -168,3 +164,16 @@ class SpanCorruptionLoader(PackedLoader):
         rows = np.stack([self._read(int(w) * L, L) for w in windows]).astype(np.int64)
         return {"input_ids": torch.from_numpy(rows), "sample_index": torch.from_numpy(windows.astype(np.int64)),
                 "noise_epoch": torch.from_numpy(epochs.astype(np.int64))}
+
+
+class SpanCorruptionLoader(RawWindowLoader):
+    """Raw windows long enough that their corrupted inputs are `inputs_length` tokens."""
+
+    def __init__(self, data_dir: str | Path, split: str = "train", inputs_length: int | None = None,
+                 batch_size: int | None = None, *, noise_density: float = 0.15, mean_span: float = 3.0, **kwargs):
+        if inputs_length is None or inputs_length < 4:
+            raise SlmError("span corruption needs inputs_length >= 4")
+        self.inputs_length = inputs_length
+        raw_length = raw_length_for(inputs_length, noise_density, mean_span)
+        self.targets_length = lengths_for(raw_length, noise_density, mean_span)[1]
+        super().__init__(data_dir, split, raw_length, batch_size, **kwargs)

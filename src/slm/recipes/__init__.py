@@ -105,6 +105,23 @@ RECIPES: list[Recipe] = [
                 "fine-tuned checkpoints under runs/t5/seed-N/",
     ),
     Recipe(
+        name="phi",
+        module="slm.recipes.phi",
+        config="slm.recipes.phi:PhiRecipeConfig",
+        description="phi-1.5: synthetic textbooks from topic seeds and an educational-value filter for pretraining",
+        paper="phi-1 (Gunasekar et al. 2023, arXiv 2306.11644); phi-1.5 (Li et al. 2023, arXiv 2309.05463)",
+        stages="once: topic seeds (stdlib modules and documented functions, user topics) x audiences x styles, "
+               "lessons from the teacher (the local real model by default), MinHash dedup and decontamination, "
+               "judge labels on a sample of raw text and a random forest on the real model's embeddings for the "
+               "rest; per seed: the same phi model pretrained for the same tokens on raw, filtered, synthetic "
+               "and synthetic + filtered text, scored on held-out-topic questions, held-out raw bits per byte "
+               "and the eval smoke tasks",
+        default_time="measured on the docs page",
+        smoke_time="about 10 s",
+        results="runs/phi/results.json and the tables on stdout; the lessons in runs/phi/synthetic.jsonl, the "
+                "teacher's cache in runs/phi/teacher.sqlite, per seed the checkpoints under runs/phi/seed-N/",
+    ),
+    Recipe(
         name="pet",
         module="slm.recipes.pet",
         config="slm.recipes.pet.pipeline:PETRecipeConfig",
@@ -120,6 +137,22 @@ RECIPES: list[Recipe] = [
                 "(keep_models: true keeps every trained model under runs/pet/nN/seed-S/models/)",
     ),
 ]
+
+RECIPES.append(Recipe(
+    name="ul2r",
+    module="slm.recipes.ul2r",
+    config="slm.recipes.ul2r:UL2RRecipeConfig",
+    description="UL2R: continue a causal LM briefly on a mixture of denoisers; infilling without losing next-token",
+    paper="UL2 (Tay et al. 2023, arXiv 2205.05131); U-PaLM / UL2R (Tay et al. 2022, arXiv 2210.11399)",
+    stages="once: stdlib shards and a causal nano base given UL2's mode tokens and sentinels; per seed and extra "
+           "fraction of the base's tokens: plain causal continuation and UL2R continuation (prefix LM, 50% S / 25% "
+           "R / 25% X) for the same steps, then held-out gap losses (both sides vs left context), greedy infilling "
+           "exact match, next-token perplexity and a 3-shot task",
+    default_time="measured on the docs page",
+    smoke_time="about 10 s",
+    results="runs/ul2r/results.json and the table on stdout; the base under runs/ul2r/base, each continuation "
+            "under runs/ul2r/seed-N/",
+))
 
 # Sub-verbs of `slm recipe` that are not recipes.
 RESERVED_NAMES = {"list"}

@@ -5,12 +5,16 @@
     data:       {dir: runs/data, seq_len: 256, batch_size: 16}    batch_size = rows per micro-batch, all ranks
     train:      TrainConfig fields (slm.train.TrainConfig)
     out:        the run directory (checkpoints/, metrics.jsonl, loss.png)
-    objective:  causal (default) | mlm | span_corruption
+    objective:  causal (default) | mlm | span_corruption | ul2
     mlm:        {packing: full|doc, masking: dynamic|static, copies: 10, mask_prob: 0.15, whole_word: false, ...}
                 (objective mlm: an encoder preset such as roberta-tiny, a tokenizer with a <mask> token)
     span:       {noise_density: 0.15, mean_span: 3.0, seed: 0}   (objective span_corruption: T5's, for an
                 encoder-decoder preset such as t5-tiny and a tokenizer with sentinels (kind t5-bpe);
                 data.seq_len is then the encoder's input length)
+    ul2:        {mixture: ul2r, n_sentinels: 100, seed: 0}   (objective ul2: UL2's mixture of denoisers, a name
+                (ul2, ul2r) or a list of {kind, mean_span, rate, weight}; a decoder trains as a prefix LM on
+                rows of data.seq_len tokens, an encoder-decoder on inputs of data.seq_len tokens; the mode tokens
+                and sentinels are added to the tokenizer and the model if missing)
 
 `slm pretrain recipes/pretrain-nano.yaml --set train.max_steps=100` runs it; `--devices N` runs it under
 torchrun with N processes (each takes rows rank::N of every global batch).
@@ -68,15 +72,24 @@ class SpanSection:
 
 
 @dataclass
+class UL2Section:
+    """slm.objectives.denoisers: UL2R's (or UL2's, or a listed) mixture of R, X and S denoisers."""
+    mixture: str | list = "ul2r"
+    n_sentinels: int = 100  # added only to a tokenizer that has no <extra_id_N> yet
+    seed: int = 0
+
+
+@dataclass
 class PretrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     tokenizer: str | None = None
     out: str = "runs/pretrain"
-    objective: Literal["causal", "mlm", "span_corruption"] = "causal"
+    objective: Literal["causal", "mlm", "span_corruption", "ul2"] = "causal"
     mlm: MLMSection = field(default_factory=MLMSection)
     span: SpanSection = field(default_factory=SpanSection)
+    ul2: UL2Section = field(default_factory=UL2Section)
 
 
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
@@ -99,7 +112,7 @@ def build_model(section: ModelSection, vocab_size: int | None):
     return build(preset(section.preset, **overrides)).init_weights(section.seed)
 
 
-def make_loaders(cfg: PretrainConfig, rank: int, world: int, pad_id: int = 1):
+def make_loaders(cfg: PretrainConfig, rank: int, world: int, pad_id: int = 1, model=None):
     from slm.data.loader import PackedLoader
 
     d = cfg.data
@@ -123,6 +136,14 @@ def make_loaders(cfg: PretrainConfig, rank: int, world: int, pad_id: int = 1):
         train = SpanCorruptionLoader(d.dir, "train", d.seq_len, rows, epochs=d.epochs, **common)
         val = SpanCorruptionLoader(d.dir, "val", d.seq_len, rows, epochs=1, **common)
         return train, val
+    if cfg.objective == "ul2":
+        from slm.objectives.denoisers import mixture_from, raw_length_for
+        from slm.objectives.span_corruption import RawWindowLoader
+
+        raw = raw_length_for(d.seq_len, mixture_from(cfg.ul2.mixture), ul2_layout(model))
+        common = dict(seed=d.seed, rank=rank, world_size=world)
+        return (RawWindowLoader(d.dir, "train", raw, rows, epochs=d.epochs, **common),
+                RawWindowLoader(d.dir, "val", raw, rows, epochs=1, **common))
     train = PackedLoader(d.dir, "train", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=d.epochs)
     val = PackedLoader(d.dir, "val", d.seq_len, rows, seed=d.seed, rank=rank, world_size=world, epochs=1)
     return train, val
@@ -134,6 +155,8 @@ def objective(cfg: PretrainConfig, model, tokenizer):
         return (None if cfg.data.document_mask else plain_packing), None
     if cfg.objective == "span_corruption":
         return span_corruption(cfg, model, tokenizer)
+    if cfg.objective == "ul2":
+        return ul2(cfg, model, tokenizer)
     from slm.objectives import MaskingConfig, MaskTokens, mlm_loss
 
     if getattr(model.config, "head", None) != "mlm":
@@ -170,6 +193,34 @@ def span_corruption(cfg: PretrainConfig, model, tokenizer):
     return transform, seq2seq_loss
 
 
+def ul2_layout(model) -> str:
+    """Encoder-decoders take the denoisers as (inputs, targets); decoders as a prefix LM."""
+    from slm.models.registry import family_of
+
+    family = family_of(model)
+    if family is not None and family.seq2seq and not model.config.encoder_only:
+        return "seq2seq"
+    if getattr(model.config, "head", None) == "mlm" or family is None or family.seq2seq:
+        raise ConfigError("objective ul2 needs a decoder or an encoder-decoder")
+    return "prefix_lm"
+
+
+def ul2(cfg: PretrainConfig, model, tokenizer):
+    from slm.models.seq2seq import seq2seq_loss
+    from slm.objectives.denoisers import UL2Denoising, layout_lengths, mixture_from, raw_length_for, ul2_tokens
+
+    layout = ul2_layout(model)
+    mixture = mixture_from(cfg.ul2.mixture)
+    raw = raw_length_for(cfg.data.seq_len, mixture, layout)
+    targets = max(layout_lengths(raw, d, layout)[1] for d in mixture.denoisers)
+    if layout == "seq2seq" and targets > model.config.max_seq_len:
+        raise ConfigError(f"UL2 targets of up to {targets} tokens exceed the model's {model.config.max_seq_len}; "
+                          "shorten data.seq_len")
+    transform = UL2Denoising(mixture, ul2_tokens(tokenizer), layout=layout, length=cfg.data.seq_len,
+                             targets_length=targets or None, seed=cfg.ul2.seed)
+    return transform, (seq2seq_loss if layout == "seq2seq" else None)
+
+
 def plain_packing(batch: dict) -> dict:
     """Drop the loader's per-document positions and ids: one causal sequence per row."""
     return {k: v for k, v in batch.items() if k not in ("document_ids", "position_ids")}
@@ -187,11 +238,15 @@ def run(cfg: PretrainConfig, resume: str | None = None, evaluators=()) -> dict:
     tokenizer = load_tokenizer(cfg.tokenizer or index["tokenizer"]["name"])
     check_tokenizer(index, tokenizer, where=cfg.data.dir)
     model = build_model(cfg.model, len(tokenizer))
+    if cfg.objective == "ul2":
+        from slm.objectives.denoisers import add_ul2_tokens
+
+        add_ul2_tokens(model, tokenizer, cfg.ul2.n_sentinels)
     check_compatible(model.config, tokenizer)
     if cfg.data.seq_len > model.config.max_seq_len:
         raise ConfigError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
     dist = D.setup(cfg.train.device)
-    train, val = make_loaders(cfg, dist.rank, dist.world_size, pad_id=tokenizer.pad_token_id or 0)
+    train, val = make_loaders(cfg, dist.rank, dist.world_size, pad_id=tokenizer.pad_token_id or 0, model=model)
     transform, loss_fn = objective(cfg, model, tokenizer)
     trainer = Trainer(model, cfg.train, train, val, out_dir=cfg.out, tokenizer=tokenizer, evaluators=evaluators,
                       batch_transform=transform, loss_fn=loss_fn)
