@@ -8,6 +8,8 @@ For model i of generation j (each model = one pattern and one seed):
     confidence max softmax (a label with too few examples is repeated first, as the code does), where
     c_j(l) = c_0(l) * d^j keeps the labelled set's label ratio;
   - T_i^j = T plus the drawn examples (their labels the others' argmax).
+When the others give no example a label at all (a degenerate model; the code loops forever there), that label's
+examples are drawn from the examples most likely to be it, weighted by its probability.
 Zero-shot iPET (no T): generation 1 gets 10 examples (split evenly over the labels), each label's drawn from the
 n_most_likely (100) examples most likely to be that label, scored by that label's probability.
 """
@@ -51,7 +53,7 @@ def num_new_examples(num_train: int, generation: int, scale: float = 5.0) -> int
 
 def generations_for(num_train: int, scale: float = 5.0, target: int = 1000) -> int:
     """The paper's number of generations k = ceil(log_d(target / |T|))."""
-    return max(1, math.ceil(math.log(target / max(num_train, 1), scale)))
+    return max(1, math.ceil(math.log(target / max(num_train, 1), scale) - 1e-9))  # 8 * 5^3 is 1000
 
 
 def draw_by_confidence(candidates: list[int], probs: np.ndarray, count: int, rng: np.random.RandomState) -> list[int]:
@@ -95,6 +97,9 @@ def next_generation_sets(model_logits: list[np.ndarray], weights: list[float], t
             else:
                 candidates = [int(x) for x in np.flatnonzero(argmax == label)]
                 confidence = probs.max(-1)
+                if not candidates and count:  # no example is argmax l (the code would loop forever here):
+                    candidates = [int(x) for x in np.argsort(-probs[:, label], kind="stable")[:count]]
+                    confidence = probs[:, label]  # the examples most likely to be l, by l's probability
             picked = draw_by_confidence(candidates, confidence, count, rng_np)
             index += picked
             labels += [label] * len(picked)

@@ -176,8 +176,9 @@ def _shards(root: Path, texts: list[str], vocab_size: int) -> Path:
     data = root / "data"
     if not (data / "index.json").is_file():
         save_tokenizer(train_tokenizer(texts, vocab_size=vocab_size, kind="roberta-bpe"), root / "tokenizer")
+        # 2% held out; a small corpus (a user's few texts) holds out a fifth, so validation still fills a batch
         prepare((Document(t, f"corpus:{i}") for i, t in enumerate(texts)), root / "tokenizer", data,
-                val_fraction=0.02, workers=1, progress=False)
+                val_fraction=0.02 if len(texts) >= 5000 else 0.2, workers=1, progress=False)
     return data
 
 
