@@ -154,3 +154,18 @@ def test_data_directory_carries_its_tokenizer(tmp_path, byte_tokenizer_dir, make
     copy = load_data_tokenizer(tmp_path / "d")
     check_tokenizer(index, copy)  # the same vocabulary as the original, by fingerprint
     assert copy("def x")["input_ids"] == load_tokenizer(byte_tokenizer_dir)("def x")["input_ids"]
+
+
+def test_a_tokenizer_that_only_appends_tokens_still_reads_the_shards(tmp_path, byte_tokenizer_dir, llama_tokenizer_dir,
+                                                                   make_docs):
+    from tokenizers import AddedToken
+
+    from slm.data.shards import check_tokenizer
+
+    index = prepare(make_docs(5), byte_tokenizer_dir, tmp_path / "d", val_fraction=0.0, progress=False)
+    grown = load_tokenizer(byte_tokenizer_dir)
+    grown.add_tokens([AddedToken("[NLU]", special=True), AddedToken("<extra_id_0>", special=True)],
+                     special_tokens=True)
+    check_tokenizer(index, grown)  # UL2's tokens after the vocabulary: every shard id still means the same
+    with pytest.raises(SlmError, match="re-run `slm data prepare`"):
+        check_tokenizer(index, load_tokenizer(llama_tokenizer_dir))

@@ -28,3 +28,44 @@ def mean_sd(values, scale: float = 1.0, digits: int = 1) -> str:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}"
+
+
+def pretrain_lm(data: Path, out: Path, *, seq_len: int, batch_size: int, steps: int, seed: int, lr: float,
+                min_lr: float, warmup: int, model: dict | None = None, init_from: str | Path | None = None,
+                objective: str = "causal", sections: dict | None = None, compile: bool = False) -> Path:
+    """`slm pretrain` on prepared shards, quietly: a fresh `model` ({preset, config}) or a continuation of
+    `init_from` (with its tokenizer); `sections` adds objective settings ({"ul2": {...}}). Returns the checkpoint."""
+    from slm.config import build
+    from slm.train.pretrain import PretrainConfig, run
+
+    init = str(init_from) if init_from else None
+    recipe = build(PretrainConfig, {
+        "model": {"init_from": init, "preset": None} if init else dict(model, seed=seed),
+        "tokenizer": init,
+        "data": {"dir": str(data), "seq_len": seq_len, "batch_size": batch_size, "seed": seed},
+        "objective": objective, **(sections or {}),
+        "train": {"max_steps": steps, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup, "seed": seed,
+                  "compile": compile, "progress": False, "eval_batches": 4, "log_every": max(1, steps // 10),
+                  "keep_last": 1},
+        "out": str(out),
+    })
+    return Path(run(recipe)["checkpoint"])
+
+
+def causal_base(root: Path, data: Path, base: dict, seq_len: int, batch_size: int) -> tuple[Path, int]:
+    """(a trained causal LM, the tokens it was trained on): base["checkpoint"] when given, else the demo-style
+    pretraining of base["preset"] for base["tokens"] (made once under root/base-pretrain: a rerun finds it)."""
+    import math
+
+    tokens = int(base["tokens"])
+    if base.get("checkpoint"):
+        return Path(base["checkpoint"]), tokens
+    out = root / "base-pretrain"
+    steps = math.ceil(tokens / (batch_size * seq_len))
+    final = out / "checkpoints" / f"step-{steps:06d}"
+    if (final / "config.json").is_file():
+        return final, tokens
+    model = {"preset": base["preset"], "config": dict({"max_seq_len": seq_len}, **base.get("config", {}))}
+    return pretrain_lm(data, out, seq_len=seq_len, batch_size=batch_size, steps=steps, seed=0, lr=base["lr"],
+                       min_lr=base["min_lr"], warmup=base["warmup_steps"], model=model,
+                       compile=base.get("compile", False)), tokens

@@ -45,8 +45,10 @@ class UL2RRecipeConfig:
     base: dict = field(default_factory=lambda: dict(
         checkpoint=None, preset="nano", config={}, tokens=1_500_000, lr=2e-3, min_lr=2e-4, warmup_steps=30,
         compile=True))
-    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1])  # of the base's training tokens
-    continuation: dict = field(default_factory=lambda: dict(lr=1e-3, min_lr=1e-4, warmup_fraction=0.1))
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.3])  # of the base's training tokens
+    # Both continuations hold the base's final learning rate: a restart at a higher one (1e-3 was tried) shocks
+    # the converged base, and the causal control then ends worse than it started.
+    continuation: dict = field(default_factory=lambda: dict(lr=2e-4, min_lr=2e-4, warmup_fraction=0.1))
     mixture: str | list = "ul2r"
     eval_windows: int = 128  # held-out windows for the gap losses
     exact_match_windows: int = 32  # of them, greedily infilled
@@ -62,45 +64,18 @@ def prepare(cfg: UL2RRecipeConfig) -> Path:
     return stdlib_shards(Path(cfg.out_dir), cfg.corpus_files, cfg.vocab_size, "byte-bpe")
 
 
-def _train(cfg: UL2RRecipeConfig, data: Path, out: Path, *, init_from: str | None, objective: str, steps: int,
-           seed: int, lr: float, min_lr: float, warmup: int, compile: bool = False, model: dict | None = None):
-    from slm.config import build
-    from slm.train.pretrain import PretrainConfig, run
-
-    recipe = build(PretrainConfig, {
-        "model": {"init_from": init_from, "preset": None} if init_from else dict(model, seed=seed),
-        "tokenizer": init_from,
-        "data": {"dir": str(data), "seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "seed": seed},
-        "objective": objective, "ul2": {"mixture": cfg.mixture, "seed": seed},
-        "train": {"max_steps": steps, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup, "seed": seed,
-                  "compile": compile, "progress": False, "eval_batches": 4, "log_every": max(1, steps // 10),
-                  "keep_last": 1},
-        "out": str(out),
-    })
-    return Path(run(recipe)["checkpoint"])
-
-
 def make_base(cfg: UL2RRecipeConfig, data: Path) -> tuple[Path, int]:
     """(the base with UL2's tokens added, the tokens it was trained on)."""
     import slm
     from slm.objectives.denoisers import add_ul2_tokens
+    from slm.recipes.common import causal_base
 
-    root = Path(cfg.out_dir)
-    b = cfg.base
-    tokens = int(b["tokens"])
-    target = root / "base"
-    if (target / "config.json").is_file():
-        return target, tokens
-    checkpoint = b.get("checkpoint")
-    if not checkpoint:
-        steps = math.ceil(tokens / (cfg.batch_size * cfg.seq_len))
-        model = {"preset": b["preset"], "config": dict({"max_seq_len": cfg.seq_len}, **b.get("config", {}))}
-        checkpoint = _train(cfg, data, root / "base-pretrain", init_from=None, objective="causal", steps=steps,
-                            seed=0, lr=b["lr"], min_lr=b["min_lr"], warmup=b["warmup_steps"], compile=b["compile"],
-                            model=model)
-    model, tokenizer = slm.load(checkpoint)
-    add_ul2_tokens(model, tokenizer)
-    slm.save(model, tokenizer, target)
+    target = Path(cfg.out_dir) / "base"
+    checkpoint, tokens = causal_base(Path(cfg.out_dir), data, cfg.base, cfg.seq_len, cfg.batch_size)
+    if not (target / "config.json").is_file():
+        model, tokenizer = slm.load(checkpoint)
+        add_ul2_tokens(model, tokenizer)
+        slm.save(model, tokenizer, target)
     return target, tokens
 
 
@@ -263,6 +238,7 @@ def run(cfg: UL2RRecipeConfig) -> dict:
     import slm
     from slm.models import flops_per_token
     from slm.objectives.denoisers import mixture_from, raw_length_for
+    from slm.recipes.common import pretrain_lm
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -293,9 +269,10 @@ def run(cfg: UL2RRecipeConfig) -> dict:
             for variant, objective in (("causal", "causal"), ("ul2r", "ul2")):
                 t0 = time.time()
                 out = Path(cfg.out_dir) / f"seed-{seed}" / f"{variant}-{key}"
-                checkpoint = _train(cfg, data, out, init_from=str(base), objective=objective, steps=steps, seed=seed,
-                                    lr=c["lr"], min_lr=c["min_lr"],
-                                    warmup=max(1, round(c["warmup_fraction"] * steps)))
+                checkpoint = pretrain_lm(data, out, seq_len=cfg.seq_len, batch_size=cfg.batch_size, steps=steps,
+                                         seed=seed, lr=c["lr"], min_lr=c["min_lr"],
+                                         warmup=max(1, round(c["warmup_fraction"] * steps)), init_from=base,
+                                         objective=objective, sections={"ul2": {"mixture": cfg.mixture, "seed": seed}})
                 model, tokenizer = slm.load(checkpoint)
                 scores = score(model, tokenizer, cfg, data, gaps, fewshot, seed=seed)
                 rows[key][variant].append(scores)
