@@ -154,6 +154,22 @@ RECIPES.append(Recipe(
             "under runs/ul2r/seed-N/",
 ))
 
+RECIPES.append(Recipe(
+    name="flan",
+    module="slm.recipes.flan",
+    config="slm.recipes.flan:FlanRecipeConfig",
+    description="FLAN / Flan-T5: instruction tuning on templated task mixtures, zero-shot on a held-out cluster",
+    paper="FLAN (Wei et al. 2022, arXiv 2109.01652); Flan 2022 / Flan-T5 (Chung et al. 2022, arXiv 2210.11416)",
+    stages="once: the stdlib task collection (21 tasks, 7 clusters, templated) and a pretrained nano decoder and "
+           "t5-tiny; per held-out cluster, model and seed: instruction tuning on the capped mixture with one "
+           "template, all templates, and a third / two thirds of the tasks, then zero-shot scores on the "
+           "held-out cluster's tasks against the untuned base",
+    default_time="measured on the docs page",
+    smoke_time="about 30 s",
+    results="runs/flan/results.json and the table on stdout; the bases under runs/flan/decoder and runs/flan/t5, "
+            "each tuned model under runs/flan/seed-N/<cluster>/<model>/<variant>/",
+))
+
 # Sub-verbs of `slm recipe` that are not recipes.
 RESERVED_NAMES = {"list"}
 
