@@ -111,3 +111,19 @@ def test_recipes_build(tmp_path):
     for path in recipes:
         cfg, train = build_config(load_recipe(path))
         assert train.max_steps > 0 and cfg.data.batch_size > 0
+
+
+def test_rows_default_to_the_datas_length_not_the_models_context(tmp_path, base_dir, data_file, tokenizer):
+    from slm.finetune.data import load_sft_examples
+    from slm.finetune.run import row_length
+
+    raw = {"model": str(base_dir), "out": str(tmp_path / "run"), "data": {"path": str(data_file), "batch_size": 2},
+           "train": {"max_steps": 1, "warmup_steps": 0, "progress": False, "device": "cpu"}}
+    said = []
+    cfg, train = build_config(raw)
+    finetune(cfg, train, say=said.append)
+    examples, _ = load_sft_examples(data_file, tokenizer)
+    longest = max(len(e.input_ids) for e in examples)
+    assert cfg.data.seq_len == -(-longest // 64) * 64 < 128  # the model's context is 128
+    assert any(f"rows of {cfg.data.seq_len} tokens" in line for line in said)
+    assert row_length(examples, limit=16) == 16  # capped by the context

@@ -21,7 +21,8 @@ def register(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--val-data", help="held-out JSONL for the validation loss")
     g.add_argument("--val-fraction", type=float, help="hold out this fraction of --data instead")
-    g.add_argument("--seq-len", type=int, help="tokens per row (default: the model's max_seq_len)")
+    g.add_argument("--seq-len", type=int, help="tokens per row (default: the longest example rounded up to 64, at most "
+                   "the model's max_seq_len)")
     g.add_argument("--batch-size", type=int, help="rows per micro-batch (default 8)")
     g.add_argument("--no-pack", action="store_true", help="one example per row, padded, instead of packing")
     g.add_argument("--pack-strategy", choices=["bfd", "greedy"], help="bin packing: best-fit decreasing or next-fit")

@@ -25,7 +25,9 @@ class SFTDataConfig:
     path: str = ""  # JSONL: {"messages": [...]} or {"prompt", "completion"} per line; encoder-decoders {"input", "target"}
     val_path: str | None = None  # a held-out JSONL for the validation loss
     val_fraction: float = 0.0  # or hold out this fraction of `path` (seeded)
-    seq_len: int | None = None  # tokens per row; None: the model's max_seq_len
+    seq_len: int | None = None  # tokens per row; None: from the data (its longest example, rounded up to 64,
+    # capped by the model's max_seq_len), not the model's context: a real model's 8K rows of mostly padding
+    # would cost 8K tokens of activations and logits per row
     batch_size: int = 8  # rows per micro-batch (packed rows of seq_len tokens, or padded examples)
     pack: bool = True
     strategy: str = "bfd"  # bfd | greedy
@@ -64,8 +66,15 @@ def hold_out(items: list, cfg: SFTDataConfig) -> tuple[list, list]:
     return [items[i] for i in sorted(order[n_val:])], [items[i] for i in sorted(order[:n_val])]
 
 
-def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), say=print):
-    """(train batches, validation batches or None) from the JSONL file(s), with every loss of data reported."""
+def row_length(examples, limit: int, multiple: int = 64) -> int:
+    """The row length the data needs: its longest example rounded up to `multiple`, at most `limit`."""
+    longest = max((len(e.input_ids) for e in examples), default=1)
+    return min(limit, -(-longest // multiple) * multiple)
+
+
+def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), say=print, limit: int | None = None):
+    """(train batches, validation batches or None) from the JSONL file(s), with every loss of data reported.
+    cfg.seq_len None: rows as long as the data needs (row_length), at most `limit` (the model's context)."""
     from slm.finetune.data import load_sft_examples
     from slm.finetune.packing import SFTBatches
 
@@ -86,6 +95,12 @@ def load_data(cfg: SFTDataConfig, tokenizer, world: tuple[int, int] = (0, 1), sa
         say(f"held out {len(val_examples)} example(s) for validation")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     rank, world_size = world
+    if cfg.seq_len is None:
+        if limit is None:
+            raise SlmError("data.seq_len is not set and no model context bounds it")
+        cfg.seq_len = row_length(examples + (val_examples or []), limit)
+        say(f"rows of {cfg.seq_len} tokens: the longest example, rounded up to 64 (at most the model's {limit}; "
+            "--seq-len sets it)")
     common = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=pad_id, pack=cfg.pack,
                   strategy=cfg.strategy, overlong=cfg.overlong or "truncate", rank=rank, world_size=world_size,
                   attention_mask=False)  # the trainer builds the block mask from document_ids, on the device
@@ -180,9 +195,7 @@ def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=prin
         raise SlmError(f"{cfg.model} is a {getattr(model.config, 'arch', '?')} "
                        f"{family.name if family else 'model'}, not an encoder-decoder: --task seq2seq needs one "
                        "(such as a t5 checkpoint); fine-tune a decoder with --task sft on prompt/completion pairs")
-    if cfg.data.seq_len is None:
-        cfg.data.seq_len = model.config.max_seq_len
-    if cfg.data.seq_len > model.config.max_seq_len:
+    if cfg.data.seq_len is not None and cfg.data.seq_len > model.config.max_seq_len:
         raise SlmError(f"data.seq_len {cfg.data.seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
     world = (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
     rank0_say = say if world[0] == 0 else (lambda *_: None)
@@ -191,7 +204,7 @@ def finetune(cfg: FinetuneConfig, train_cfg, resume: str | None = None, say=prin
 
         train_data, val_data = load_seq2seq_data(cfg.data, tokenizer, model.config, rank0_say)
     else:
-        train_data, val_data = load_data(cfg.data, tokenizer, world, rank0_say)
+        train_data, val_data = load_data(cfg.data, tokenizer, world, rank0_say, limit=model.config.max_seq_len)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora, seed=train_cfg.seed)
         n_train, n_all = trainable_parameters(model)

@@ -14,8 +14,8 @@ import torch.utils.checkpoint
 from torch import nn
 
 from slm.errors import ConfigError
-from slm.models.layers import (Attention, GeluMLP, KVCache, RMSNorm, SwiGLU, count_parameters, make_attention_mask,
-                               default_init_std, init_weights, rope_tables)
+from slm.models.layers import (Attention, GeluMLP, KVCache, RMSNorm, SwiGLU, chunked_lm_loss, count_parameters,
+                               default_init_std, init_weights, make_attention_mask, rope_tables)
 
 
 @dataclass
@@ -98,6 +98,7 @@ class Block(nn.Module):
 
 class Decoder(nn.Module):
     """A causal LM. `model(input_ids)` returns logits [batch, seq, vocab]."""
+    computes_lm_loss = True  # forward(labels=...) returns the loss (slm.train.causal_lm_loss asks for it)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -173,9 +174,16 @@ class Decoder(nn.Module):
         return self.norm(x)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, cache=None, logits_to_keep: int = 0) -> torch.Tensor:
-        """Logits [B, T, vocab] (or [B, logits_to_keep, vocab]: decoding needs only the last position)."""
+                attention_mask: torch.Tensor | None = None, cache=None, logits_to_keep: int = 0,
+                labels: torch.Tensor | None = None):
+        """Logits [B, T, vocab] (or [B, logits_to_keep, vocab]: decoding needs only the last position).
+
+        With `labels` (shifted, -100 ignored): (summed cross entropy, target count) instead, computed in chunks
+        of the vocabulary's logits (slm.models.layers.chunked_lm_loss), never the full [B, T, vocab]; inside
+        forward so that DDP, FSDP and torch.compile see the head's use."""
         h = self.hidden_states(input_ids, position_ids, attention_mask, cache)
+        if labels is not None:
+            return chunked_lm_loss(h, self.lm_head, labels)
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
         return self.lm_head(h)

@@ -281,3 +281,38 @@ def resize_vocabulary(model: nn.Module, size: int) -> nn.Module:
             module.out_features = size
     model.config.vocab_size = size
     return model
+
+
+# Logits a chunk of the LM loss may hold at once (floats): 2^26 is 256 MB in fp32, so a 49K vocabulary takes
+# about 1,365 tokens per chunk, while nano's whole batch is one chunk (computed the plain way).
+LOSS_CHUNK_LOGITS = 2 ** 26
+
+
+def _head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                        labels: torch.Tensor) -> torch.Tensor:
+    logits = nn.functional.linear(hidden, weight, bias)
+    # cross_entropy upcasts bf16 logits itself (autocast); no extra fp32 copy of the logits is made here.
+    return nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+
+
+def chunked_lm_loss(hidden: torch.Tensor, head: nn.Linear, labels: torch.Tensor,
+                    chunk_logits: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross entropy of head(hidden) against labels (-100 ignored) and the target count, without the
+    full [tokens, vocab] logits: positions without a target are dropped first, the rest go through the head in
+    chunks, each recomputed in the backward pass (activation checkpointing) so that only one chunk's logits
+    exist at a time, forward or backward. Equal to the plain loss (and its gradients) up to float rounding."""
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    labels = labels.reshape(-1)
+    keep = labels != -100
+    count = keep.sum()
+    if not torch.compiler.is_compiling() and bool(count < labels.numel()):
+        hidden, labels = hidden[keep], labels[keep]  # SFT: prompts carry no loss, so no logits are made for them
+    step = max(1, (chunk_logits or LOSS_CHUNK_LOGITS) // head.out_features)
+    if hidden.shape[0] <= step:
+        return _head_cross_entropy(hidden, head.weight, head.bias, labels), count
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], step):
+        part = torch.utils.checkpoint.checkpoint(_head_cross_entropy, hidden[start:start + step], head.weight,
+                                                 head.bias, labels[start:start + step], use_reentrant=False)
+        total = total + part.float()
+    return total, count

@@ -102,13 +102,23 @@ def model_inputs(batch: dict) -> dict:
 
 
 def causal_lm_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross entropy over `labels` (already shifted, -100 ignored) and the number of targets."""
-    logits = model(batch["input_ids"], **model_inputs(batch))
+    """Summed next-token cross entropy over `labels` (already shifted, -100 ignored) and the number of targets.
+    A model whose forward takes `labels` (slm's decoders) computes it itself, without full-vocabulary logits."""
     labels = batch["labels"]
+    if _takes_labels(model):
+        return model(batch["input_ids"], **model_inputs(batch), labels=labels)
+    logits = model(batch["input_ids"], **model_inputs(batch))
     # cross_entropy upcasts bf16 logits itself (autocast); no extra fp32 copy of the logits is made here.
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                            reduction="sum")
     return loss, (labels != -100).sum()
+
+
+def _takes_labels(model: nn.Module) -> bool:
+    from slm.models.hf import unwrap
+
+    # A class attribute, not a signature check: this runs inside the compiled loss, where inspection breaks graphs.
+    return getattr(unwrap(model), "computes_lm_loss", False)
 
 
 class Trainer:
