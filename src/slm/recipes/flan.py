@@ -213,11 +213,18 @@ def run(cfg: FlanRecipeConfig) -> dict:
                     print(f"held out {cluster}, {kind}, seed {seed}, {variant}: {mean:.3f} "
                           f"({', '.join(f'{k} {v:.3f}' for k, v in scores.items())}; {time.time() - t0:.0f}s)",
                           flush=True)
-    summary = {"config": asdict(cfg), "table": table, "seconds": time.time() - start,
-               "clusters": tasks.clusters, "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
+                    _save(cfg, table, tasks, start)  # after every run: an interrupted one keeps its rows
+    return _save(cfg, table, tasks, start)
+
+
+def _save(cfg: FlanRecipeConfig, table: dict, tasks, start: float) -> dict:
+    import torch
+
     from slm.io import atomic_write_text
 
-    atomic_write_text(root / "results.json", json.dumps(summary, indent=2) + "\n")
+    summary = {"config": asdict(cfg), "table": table, "seconds": time.time() - start,
+               "clusters": tasks.clusters, "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
+    atomic_write_text(Path(cfg.out_dir) / "results.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

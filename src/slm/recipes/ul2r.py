@@ -277,10 +277,17 @@ def run(cfg: UL2RRecipeConfig) -> dict:
                 scores = score(model, tokenizer, cfg, data, gaps, fewshot, seed=seed)
                 rows[key][variant].append(scores)
                 print(f"seed {seed} +{fraction:.0%} {variant}: {_line(scores)} ({time.time() - t0:.0f}s)", flush=True)
-    summary = {"config": asdict(cfg), "rows": rows, "compute": compute, "seconds": time.time() - start,
-               "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
+                _save(cfg, rows, compute, start)  # after every run: an interrupted one keeps its rows
+    return _save(cfg, rows, compute, start)
+
+
+def _save(cfg: UL2RRecipeConfig, rows: dict, compute: dict, start: float) -> dict:
+    import torch
+
     from slm.io import atomic_write_text
 
+    summary = {"config": asdict(cfg), "rows": rows, "compute": compute, "seconds": time.time() - start,
+               "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
     atomic_write_text(Path(cfg.out_dir) / "results.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
