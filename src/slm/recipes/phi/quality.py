@@ -90,7 +90,7 @@ def embed(texts: list[str], model, tokenizer, max_tokens: int = 128, batch_size:
 def fit_forest(features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: int = 200,
                test_fraction: float = 0.25):
     """(forest refit on every labelled row, AUC of a forest fit on the rest and scored on a held-out
-    stratified `test_fraction` of the rows)."""
+    stratified `test_fraction` of the rows). `forest.held_out_` keeps (labels, scores) of those rows."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
@@ -101,8 +101,10 @@ def fit_forest(features: np.ndarray, labels: np.ndarray, seed: int = 0, trees: i
     x_fit, x_test, y_fit, y_test = train_test_split(features, labels, test_size=test_fraction, random_state=seed,
                                                     stratify=labels)
     probe = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1).fit(x_fit, y_fit)
-    auc = float(roc_auc_score(y_test, probe.predict_proba(x_test)[:, 1]))
+    test_scores = probe.predict_proba(x_test)[:, 1]
+    auc = float(roc_auc_score(y_test, test_scores))
     forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1).fit(features, labels)
+    forest.held_out_ = (y_test, test_scores)  # for enrichment measured on rows the probe did not see
     return forest, auc
 
 
