@@ -58,21 +58,21 @@ def review(rng: random.Random, label: str, agreement: float = 0.75) -> str:
         f"{clauses[0]} , {clauses[1]} and {clauses[2]}"
 
 
-def sentiment_examples(split: str, n: int, seed: int = 0) -> list[dict]:
+def sentiment_examples(split: str, n: int, seed: int = 0, agreement: float = 0.75) -> list[dict]:
     """n reviews of one split (train / test / corpus draw from different seeds), labels balanced by chance."""
     rng = random.Random(f"pet-sentiment:{split}:{seed}")
     out = []
     for _ in range(n):
         label = rng.choice(("positive", "negative"))
-        out.append({"text": review(rng, label), "label": label})
+        out.append({"text": review(rng, label, agreement), "label": label})
     return out
 
 
-def sentiment_corpus(n: int, verdict_fraction: float = 0.8, seed: int = 0) -> list[str]:
+def sentiment_corpus(n: int, verdict_fraction: float = 0.8, seed: int = 0, agreement: float = 0.75) -> list[str]:
     """Pretraining documents: reviews, most followed by a verdict of a random form that matches their sentiment."""
     rng = random.Random(f"pet-sentiment-corpus:{seed}")
     docs = []
-    for ex in sentiment_examples("corpus", n, seed):
+    for ex in sentiment_examples("corpus", n, seed, agreement):
         text = ex["text"] + " ."
         if rng.random() < verdict_fraction:
             text += " " + rng.choice(VERDICTS[ex["label"]])

@@ -20,13 +20,17 @@ class MLMStage:
     """The masked LM every model starts from (pretrained once, shared by every seed and label count)."""
     vocab_size: int = 1000
     documents: int = 20000  # synthetic-sentiment: corpus reviews; docstring tasks: stdlib files (up to 400)
-    model: dict = field(default_factory=lambda: dict(dim=64, n_layers=2, n_heads=4, ffn_dim=256))
-    seq_len: int = 64
-    steps: int = 1500
+    model: dict = field(default_factory=lambda: dict(dim=64, n_layers=2, n_heads=4, ffn_dim=256, dropout=0.0,
+                                                     attn_dropout=0.0))
+    seq_len: int = 48
+    packing: str = "doc"  # doc: one review per row (a tiny model does not find its review in packed rows)
+    steps: int = 6000
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup_steps: int = 100
     seed: int = 0
+    verdict_fraction: float = 1.0  # synthetic corpus: the share of reviews followed by a verdict
+    agreement: float = 0.9  # synthetic corpus: how often a clause agrees with its review's sentiment
 
 
 @dataclass
@@ -144,7 +148,7 @@ def pretrain_mlm(cfg: PETRecipeConfig, train_pool) -> Path:
     if cfg.task == "synthetic-sentiment":
         from slm.recipes.pet.data import sentiment_corpus
 
-        data = _shards(root, sentiment_corpus(m.documents, seed=m.seed), m.vocab_size)
+        data = _shards(root, sentiment_corpus(m.documents, m.verdict_fraction, m.seed, m.agreement), m.vocab_size)
     elif cfg.task == "jsonl":  # the user's own texts, labelled and not
         data = _shards(root, [" ".join(filter(None, (e.text, e.text_pair))) for e in train_pool], m.vocab_size)
     else:
@@ -155,7 +159,7 @@ def pretrain_mlm(cfg: PETRecipeConfig, train_pool) -> Path:
         "model": {"preset": "roberta-tiny", "config": dict(m.model, max_positions=max(m.seq_len, cfg.max_len) + 2),
                   "seed": m.seed},
         "data": {"dir": str(data), "seq_len": m.seq_len, "batch_size": m.batch_size, "seed": m.seed},
-        "objective": "mlm", "mlm": {"packing": "full", "masking": "dynamic", "seed": m.seed},
+        "objective": "mlm", "mlm": {"packing": m.packing, "masking": "dynamic", "seed": m.seed},
         "train": {"max_steps": m.steps, "lr": m.lr, "min_lr": m.lr / 10, "warmup_steps": m.warmup_steps,
                   "weight_decay": 0.01, "betas": [0.9, 0.98], "eps": 1e-6, "seed": m.seed, "eval_batches": 4,
                   "progress": True, "log_every": max(1, m.steps // 10), "keep_last": 1},
