@@ -61,3 +61,25 @@ def test_acceptance_reads_the_seed_means():
              "iPET gen 0": {"8": [0.7]}, "iPET gen 2": {"8": [0.8]}}
     assert acceptance(table) == {"8": {"PET beats CLS head": True, "distilled >= single pattern": False,
                                        "iPET gen 2 >= gen 0": True}}
+
+
+def test_pet_recipe_on_an_embedded_stdlib_task_with_multi_token_verbalizers(tmp_path):
+    from slm.finetune.pet.pvp import load_pvps, pvp_tokens
+    from slm.recipes.pet.data import BUILTIN_PVPS
+    from slm.tokenizer import load_tokenizer
+
+    args = ["recipe", "pet", "--config", SMOKE, "--out", str(tmp_path), "--set", "task=docstring-package",
+            "--set", "mlm.documents=20", "--set", "mlm.vocab_size=600", "--set", "ipet.zero_shot=false",
+            "--set", "labels=[8]", "--set", "repetitions=2"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert all(0 <= v[0] <= 1 for row in summary["table"].values() for v in row.values())
+    tokens = pvp_tokens(load_pvps(BUILTIN_PVPS["docstring-package"])[0], load_tokenizer(tmp_path / "tokenizer"))
+    assert tokens.num_masks > 1  # package names span several tokens: max-first scoring and the hinge loss ran
+
+
+def test_ipet_with_a_single_model_per_generation_is_refused_before_any_work(tmp_path, capsys):
+    args = ["recipe", "pet", "--config", SMOKE, "--out", str(tmp_path), "--set", "task=docstring-package"]
+    assert main(args) == 2
+    assert "iPET needs at least two models" in capsys.readouterr().err
+    assert not (tmp_path / "mlm").exists()

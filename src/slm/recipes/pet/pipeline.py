@@ -214,6 +214,9 @@ def run(cfg: PETRecipeConfig) -> dict:
         missing = set(label_names) - set(pvp.verbalizer)
         if missing:
             raise ConfigError(f"pattern {pvp.name!r} has no verbalizer word for label(s) {sorted(missing)}")
+    if cfg.ipet.generations > 1 and len(pvps) * cfg.repetitions < 2:
+        raise ConfigError(f"iPET needs at least two models per generation; {len(pvps)} pattern(s) x "
+                          f"{cfg.repetitions} repetition(s) is one: set repetitions=2 or ipet.generations=1")
     mlm_dir = pretrain_mlm(cfg, pool + extra)
     mlm, tokenizer = slm.load(mlm_dir)
     if getattr(mlm.config, "head", None) != "mlm":
