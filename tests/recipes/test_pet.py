@@ -83,3 +83,17 @@ def test_ipet_with_a_single_model_per_generation_is_refused_before_any_work(tmp_
     assert main(args) == 2
     assert "iPET needs at least two models" in capsys.readouterr().err
     assert not (tmp_path / "mlm").exists()
+
+
+def test_a_bad_unlabelled_file_is_one_error_line(tmp_path, capsys):
+    from slm.recipes.pet.data import sentiment_examples
+
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sentiment_examples(split, 10)))
+    (tmp_path / "unlabeled.jsonl").write_text('{"text": "fine"}\nnot json\n')
+    (tmp_path / "pvp.yaml").write_text("patterns: ['{text} . It was {mask} .']\nverbalizer: {positive: a, negative: b}\n")
+    args = ["recipe", "pet", "--config", SMOKE, "--out", str(tmp_path / "run"), "--set", "task=jsonl",
+            "--set", f"data.train={tmp_path / 'train.jsonl'}", "--set", f"data.test={tmp_path / 'test.jsonl'}",
+            "--set", f"data.unlabeled={tmp_path / 'unlabeled.jsonl'}", "--set", f"patterns={tmp_path / 'pvp.yaml'}"]
+    assert main(args) == 2
+    assert "unlabeled.jsonl:2: not JSON" in capsys.readouterr().err

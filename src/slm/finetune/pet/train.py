@@ -118,7 +118,7 @@ def pet_loss(tokens: VerbalizerTokens, alpha: float = 0.9999):
     return loss_fn
 
 
-def _train_config(cfg: PETTrainConfig, seed: int, steps: int | None = None):
+def train_config(cfg: PETTrainConfig, seed: int, steps: int | None = None):
     from slm.config import build
     from slm.train import TrainConfig
 
@@ -142,7 +142,7 @@ def train_pattern_model(mlm, tokenizer, tokens: VerbalizerTokens, train: Encoded
         masker = MaskTokens(tokenizer, MaskingConfig(seed=seed), vocab_size=model.config.vocab_size)
     data = PETBatches(train, cfg.batch_size, tokenizer.pad_token_id, seed, unlabeled if masker else None,
                       cfg.unlabeled_batch_size, masker)
-    trainer = Trainer(model, _train_config(cfg, seed), data, out_dir=out_dir, tokenizer=tokenizer,
+    trainer = Trainer(model, train_config(cfg, seed), data, out_dir=out_dir, tokenizer=tokenizer,
                       loss_fn=pet_loss(tokens, cfg.alpha))
     result = trainer.fit()
     model.eval()
@@ -172,7 +172,7 @@ def train_distilled_classifier(mlm, tokenizer, rows: list[list[int]], teacher_lo
     model = with_head(mlm, "sequence", labels=labels, seed=seed)
     data = ClassificationBatches(rows, np.asarray(teacher_logits, dtype=np.float32), cfg.batch_size,
                                  tokenizer.pad_token_id, seed)
-    trainer = Trainer(model, _train_config(cfg, seed, steps), data, out_dir=out_dir, tokenizer=tokenizer,
+    trainer = Trainer(model, train_config(cfg, seed, steps), data, out_dir=out_dir, tokenizer=tokenizer,
                       loss_fn=distillation_loss_fn(temperature))
     result = trainer.fit()
     model.eval()

@@ -63,7 +63,7 @@ def cls_head(cfg, mlm, tokenizer, labelled, test, label_names, seed: int, out: P
     """The supervised baseline: a CLS-head classifier on the same labelled examples (slm.finetune.classify's
     batches and loss through the Trainer), its test accuracy."""
     from slm.finetune.classify import ClassificationBatches, classification_loss
-    from slm.finetune.pet.train import _train_config
+    from slm.finetune.pet.train import train_config
     from slm.models.encoder import with_head
     from slm.train import Trainer
 
@@ -72,7 +72,7 @@ def cls_head(cfg, mlm, tokenizer, labelled, test, label_names, seed: int, out: P
     ys = np.array([label_names.index(e.label) for e in labelled], dtype=np.int64)
     data = ClassificationBatches(rows, ys, cfg.cls.batch_size, tokenizer.pad_token_id, seed)
     stage = replace(cfg.pet, steps=cfg.cls.steps, batch_size=cfg.cls.batch_size, lr=cfg.cls.lr)
-    Trainer(model, _train_config(stage, seed), data, out_dir=out, tokenizer=tokenizer,
+    Trainer(model, train_config(stage, seed), data, out_dir=out, tokenizer=tokenizer,
             loss_fn=classification_loss).fit()
     return _classifier_accuracy(model, tokenizer, test, label_names, cfg.max_len)
 
