@@ -1,23 +1,16 @@
 """slm recipe flan: the smoke recipe runs every stage for both model kinds; its training files never hold a
 held-out cluster's task (the special rules included), and packed FLAN examples do not attend to each other."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from slm.cli import main
-from slm.recipes.flan import format_table
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_flan_smoke_recipe_runs_every_stage(tmp_path, capsys):
-    assert main(["recipe", "flan", "--config", str(ROOT / "recipes" / "flan-smoke.yaml"),
-                 "--out", str(tmp_path / "run")]) == 0
-    summary = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert format_table(summary) in capsys.readouterr().out
+def test_flan_smoke_recipe_runs_every_stage(tmp_path, run_smoke):
+    summary = run_smoke("flan")
     assert set(summary["table"]) == {"nli/decoder", "nli/t5", "read_comp/decoder", "read_comp/t5"}
     clusters = summary["clusters"]
     for key, rows in summary["table"].items():

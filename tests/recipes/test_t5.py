@@ -1,26 +1,20 @@
 """slm recipe t5: the smoke recipe runs every stage; the instruction set holds out its test words; the
 fine-tuned checkpoint is a T5 directory that transformers loads with the same logits."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from slm.cli import main
-from slm.recipes.t5 import TASKS, format_table
+from slm.recipes.t5 import TASKS
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_t5_smoke_recipe_runs_every_stage(tmp_path, capsys):
-    assert main(["recipe", "t5", "--config", str(ROOT / "recipes" / "t5-smoke.yaml"),
-                 "--out", str(tmp_path / "run")]) == 0
-    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+def test_t5_smoke_recipe_runs_every_stage(tmp_path, run_smoke):
+    summary = run_smoke("t5")
     assert list(summary["table"]) == ["span-corruption", "none"]
     pretrained = summary["table"]["span-corruption"]
     assert pretrained["val_loss"][0] > 0 and all(0 <= v <= 1 for v in pretrained["exact_match"] + pretrained["rougeL"])
-    assert format_table(summary) in capsys.readouterr().out
 
     def words(split):
         pairs = [json.loads(line) for line in (tmp_path / "run" / f"pairs-{split}.jsonl").read_text().splitlines()]

@@ -1,22 +1,15 @@
 """slm recipe ul2r: the smoke recipe runs every stage, both continuations spend the same steps from the same base,
 and the held-out gaps are the same tokens in both of their scorings."""
 import json
-from pathlib import Path
 
 import pytest
 
-from slm.cli import main
-from slm.recipes.ul2r import format_table
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_ul2r_smoke_recipe_runs_every_stage(tmp_path, capsys):
-    assert main(["recipe", "ul2r", "--config", str(ROOT / "recipes" / "ul2r-smoke.yaml"),
-                 "--out", str(tmp_path / "run")]) == 0
-    summary = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert format_table(summary) in capsys.readouterr().out
+def test_ul2r_smoke_recipe_runs_every_stage(tmp_path, run_smoke):
+    summary = run_smoke("ul2r")
     [key] = summary["rows"]
     rows = summary["rows"][key]
     assert list(rows) == ["base", "causal", "ul2r"]

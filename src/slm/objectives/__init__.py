@@ -13,12 +13,13 @@ The contract every objective keeps:
   - A loader that feeds an objective is a slm.data.PackedLoader (or a subclass), so order, ranks and exact
     resumption are the loader's, unchanged.
 Objectives here: masked-LM (fairseq's MaskTokensDataset, with whole-word masking, FULL-/DOC-SENTENCES blocks and
-the static-masking baseline) and T5's span corruption (slm.objectives.span_corruption, with its loss
-slm.models.seq2seq.seq2seq_loss). The causal LM objective is the Trainer's default loss (slm.train.causal_lm_loss).
+the static-masking baseline), T5's span corruption (slm.objectives.span_corruption, with its loss
+slm.models.seq2seq.seq2seq_loss) and UL2's mixture of denoisers (slm.objectives.denoisers: seq2seq pairs, or a
+prefix LM for decoders). The causal LM objective is the Trainer's default loss (slm.train.causal_lm_loss).
 """
 from slm.objectives.blocks import MLMBlockLoader
 from slm.objectives.mlm import IGNORE, MaskingConfig, MaskTokens, fairseq_seed, mlm_loss, word_begin_table
-from slm.objectives.span_corruption import SpanCorruption, SpanCorruptionConfig, SpanCorruptionLoader
+from slm.objectives.span_corruption import RawWindowLoader, SpanCorruption, SpanCorruptionConfig, SpanCorruptionLoader
 
 __all__ = ["IGNORE", "MLMBlockLoader", "MaskTokens", "MaskingConfig", "fairseq_seed", "mlm_loss", "word_begin_table",
-           "SpanCorruption", "SpanCorruptionConfig", "SpanCorruptionLoader"]
+           "RawWindowLoader", "SpanCorruption", "SpanCorruptionConfig", "SpanCorruptionLoader"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from slm.errors import ConfigError, SlmError
-from slm.objectives.span_corruption import _counts, corrupt, noise_mask
+from slm.objectives.span_corruption import _counts, corrupt, keyed_rows, noise_mask
 
 MODE_TOKENS = {"R": "[NLU]", "X": "[NLG]", "S": "[S2S]"}
 Layout = Literal["seq2seq", "prefix_lm"]
@@ -196,11 +196,7 @@ class UL2Denoising:
         return denoiser, np.concatenate([[t.modes[denoiser.kind]], inputs]), targets
 
     def __call__(self, batch: dict) -> dict:
-        if "sample_index" not in batch or "noise_epoch" not in batch:
-            raise SlmError("UL2 batches need sample_index and noise_epoch (slm.objectives.RawWindowLoader)")
-        ids = batch["input_ids"].numpy()
-        examples = [self.example(ids[r], e, i) for r, (i, e) in
-                    enumerate(zip(batch["sample_index"].tolist(), batch["noise_epoch"].tolist()))]
+        examples = [self.example(row, epoch, index) for row, epoch, index in keyed_rows(batch, "UL2")]
         if self.layout == "seq2seq":
             return self._seq2seq(examples)
         return self._prefix_lm(examples)

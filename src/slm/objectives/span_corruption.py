@@ -118,6 +118,16 @@ def reconstruct(inputs: np.ndarray, targets: np.ndarray, sentinel_top: int, eos_
     return np.array(row, dtype=np.int64)
 
 
+def keyed_rows(batch: dict, what: str) -> list[tuple[np.ndarray, int, int]]:
+    """(row, noise epoch, window index) for each row of a RawWindowLoader batch: what a noising transform seeds
+    each row by."""
+    if "sample_index" not in batch or "noise_epoch" not in batch:
+        raise SlmError(f"{what} batches need sample_index and noise_epoch (slm.objectives.RawWindowLoader)")
+    ids = batch["input_ids"].numpy()
+    return [(ids[r], e, i) for r, (i, e) in enumerate(zip(batch["sample_index"].tolist(),
+                                                          batch["noise_epoch"].tolist()))]
+
+
 class SpanCorruption:
     """The batch transform: raw rows [B, L] plus `sample_index` and `noise_epoch` -> input_ids [B, inputs] and
     labels [B, targets] (the seq2seq loss shifts the labels into decoder inputs)."""
@@ -136,11 +146,7 @@ class SpanCorruption:
         return corrupt(tokens, mask, self.sentinel_top, self.eos_id)
 
     def __call__(self, batch: dict) -> dict:
-        if "sample_index" not in batch or "noise_epoch" not in batch:
-            raise SlmError("span-corruption batches need sample_index and noise_epoch (SpanCorruptionLoader)")
-        ids = batch["input_ids"].numpy()
-        pairs = [self.row(ids[r], e, i) for r, (i, e) in
-                 enumerate(zip(batch["sample_index"].tolist(), batch["noise_epoch"].tolist()))]
+        pairs = [self.row(row, epoch, index) for row, epoch, index in keyed_rows(batch, "span-corruption")]
         return {"input_ids": torch.from_numpy(np.stack([p[0] for p in pairs])),
                 "labels": torch.from_numpy(np.stack([p[1] for p in pairs]))}
 
