@@ -210,3 +210,19 @@ def test_phi_smoke_recipe_runs_every_stage(tmp_path, capsys):
     lessons = (out / "teacher.json").read_text()
     assert main(["recipe", "phi", "--config", str(ROOT / "recipes" / "phi-smoke.yaml"), "--out", str(out)]) == 0
     assert (out / "teacher.json").read_text() == lessons
+
+
+def test_user_topic_and_raw_files_join_the_corpus(tmp_path):
+    from slm.recipes.phi import corpus
+
+    topics = tmp_path / "topics.txt"
+    topics.write_text("photosynthesis: how plants make sugar from light\n")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n" + "A line of the user's own notes about loops.\n" * 60)
+    cfg = PhiRecipeConfig(corpus_files=10, topic_files=[str(topics)], raw_files=[str(notes)], held_out_fraction=0.0,
+                          chunk_chars=500, max_raw_chunks=10_000)
+    data = corpus(cfg)
+    assert "photosynthesis" in {t.name for t in data["seeds"]} and not data["held_out"]
+    user_chunks = [c for c in data["raw"] if "user's own notes" in c]
+    assert user_chunks == chunks(notes.read_text(), 500) and len(user_chunks) > 1
+    assert "".join(user_chunks) == notes.read_text()
