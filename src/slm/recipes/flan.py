@@ -38,7 +38,7 @@ class FlanRecipeConfig:
     threads: int = 0
     models: list[str] = field(default_factory=lambda: ["decoder", "t5"])
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    held_out: list[str] = field(default_factory=lambda: ["nli", "read_comp"])
+    held_out: list[str] = field(default_factory=lambda: ["nli", "cloze"])
     collection: dict = field(default_factory=lambda: dict(files=300, per_task=1500))
     user_tasks: list[str] = field(default_factory=list)  # task YAMLs (slm.instruct.tasks.load_user_task)
     cap: int = 3000
@@ -244,5 +244,5 @@ def format_table(summary: dict) -> str:
 def register(parser: argparse.ArgumentParser) -> None:
     from slm.cli.recipe import add_recipe_options, table_recipe_main
 
-    add_recipe_options(parser, DEFAULT_RECIPE, "seeds=[0] --set held_out=[nli,cloze]")
+    add_recipe_options(parser, DEFAULT_RECIPE, "seeds=[0] --set held_out=[read_comp]")
     parser.set_defaults(func=table_recipe_main(DEFAULT_RECIPE, FlanRecipeConfig, run, format_table))

@@ -304,9 +304,11 @@ def format_table(summary: dict) -> str:
     lines = [f"UL2R against the causal control of equal compute ({n} seed(s) of continuation, mean ± sd)",
              "| extra tokens | model | gap NLL, infilling | gap NLL, left context | gap exact match % | "
              "perplexity | 3-shot acc % |", "|---|---|---|---|---|---|---|"]
-    for key, variants in summary["rows"].items():
+    for n, (key, variants) in enumerate(summary["rows"].items()):
         c = summary["compute"][key]
         for variant, scores in variants.items():
+            if variant == "base" and n:
+                continue  # one base for every fraction
             def col(name, scale=1.0, digits=3):
                 return mean_sd([s[name] for s in scores], scale, digits)
             extra = "-" if variant == "base" else f"{c['fraction_of_base']:.1%} ({c['tokens']:,})"
