@@ -96,4 +96,4 @@ def test_a_bad_unlabelled_file_is_one_error_line(tmp_path, capsys):
             "--set", f"data.train={tmp_path / 'train.jsonl'}", "--set", f"data.test={tmp_path / 'test.jsonl'}",
             "--set", f"data.unlabeled={tmp_path / 'unlabeled.jsonl'}", "--set", f"patterns={tmp_path / 'pvp.yaml'}"]
     assert main(args) == 2
-    assert "unlabeled.jsonl:2: not JSON" in capsys.readouterr().err
+    assert "unlabeled.jsonl:2: invalid JSON" in capsys.readouterr().err

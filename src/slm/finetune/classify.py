@@ -12,7 +12,6 @@ overlong=truncate), a checkpoint whose family has no classification head.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,16 +60,9 @@ def read_examples(path: str | Path) -> list[Example]:
                     raise SlmError(f"{path}: no {column!r} column (columns: {reader.fieldnames})")
             records = [(f"{path}:{i}", row) for i, row in enumerate(reader, 2)]
     else:
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SlmError(f"{path}:{i}: not JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise SlmError(f"{path}:{i}: expected a JSON object")
-            records.append((f"{path}:{i}", row))
+        from slm.io import iter_jsonl
+
+        records = list(iter_jsonl(path))
     out = []
     for where, row in records:
         for column in ("text", "label"):

@@ -160,12 +160,12 @@ class Collection:
 def load_user_task(spec_path, base_dir=None) -> Task:
     """A task from YAML: {name, cluster, metric, data: file.jsonl, templates: [{input, target, turned}], options_field,
     cot_field, overlaps}. Relative data paths start at the YAML's folder."""
-    import json
     from pathlib import Path
 
     import yaml
 
     from slm.config import build
+    from slm.io import iter_jsonl
 
     path = Path(spec_path)
     if not path.is_file():
@@ -176,13 +176,7 @@ def load_user_task(spec_path, base_dir=None) -> Task:
     data = Path(base_dir or path.parent) / spec.pop("data")
     if not data.is_file():
         raise ConfigError(f"{path}: data file not found: {data}")
-    examples = []
-    for n, line in enumerate(data.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                examples.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{data}:{n}: not JSON ({e.msg})") from None
+    examples = [row for _, row in iter_jsonl(data, what="task data")]
     templates = [build(Template, t, f"{path}: templates[{i}]") for i, t in enumerate(spec.pop("templates"))]
     spec["overlaps"] = tuple(spec.get("overlaps", ()))
     return Task(examples=examples, templates=templates, **spec)

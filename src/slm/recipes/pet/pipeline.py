@@ -100,19 +100,13 @@ def _read_jsonl(path: str, need_label: bool):
 
     if need_label:
         return read_examples(path)
+    from slm.io import iter_jsonl
+
     p = Path(path)
-    if not p.is_file():
-        raise SlmError(f"unlabelled data not found: {p}")
     rows = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SlmError(f"{p}:{i}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not row.get("text"):
-            raise SlmError(f"{p}:{i}: expected a JSON object with a 'text' field")
+    for where, row in iter_jsonl(p, what="unlabelled data"):
+        if not row.get("text"):
+            raise SlmError(f"{where}: expected a JSON object with a 'text' field")
         rows.append(row)
     return _examples([{**r, "label": None} for r in rows], str(p))
 
