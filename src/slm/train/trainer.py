@@ -78,6 +78,7 @@ class TrainConfig:
     save_every: int = 0  # 0: checkpoint only at the end
     keep_last: int = 3  # checkpoints kept; 0 keeps all
     progress: bool = True
+    memory_check: bool = True  # CPU: estimate a step's memory from the first batch, stop early if it cannot fit
 
     def __post_init__(self):
         for name in ("max_steps", "grad_accum", "eval_batches", "log_every"):
@@ -195,6 +196,19 @@ class Trainer:
             if self.log is not None:
                 self.log.close()
 
+    def _check_memory(self, batch: dict) -> None:
+        """Print the step's estimated memory and refuse (one line, exit 2) a run that cannot fit: the processes of
+        a CPU run share one machine's memory."""
+        from slm.train import memory
+
+        try:
+            est = memory.estimate(self.model, batch, self.config.activation_checkpointing)
+        except AttributeError:
+            return  # a model without slm's config dims (a test's toy module): nothing to estimate from
+        free = memory.available_bytes()
+        self._say(memory.summary_for(est, free, self.dist.world_size))
+        memory.check_fits(est, free, processes=self.dist.world_size)
+
     def _find_checkpoint(self, resume: str | None) -> str | None:
         """Rank 0 picks (and verifies) the checkpoint; every rank gets its path or its error."""
         found = error = None
@@ -224,6 +238,8 @@ class Trainer:
         decay_steps = cfg.decay_steps or max_steps
         self._say(f"training {max_steps} steps of {step_tokens:,} tokens ({self.accumulation} micro-batch(es) x "
                   f"{d.world_size} process(es)) on {self.device}")
+        if cfg.memory_check and self.device.type == "cpu":
+            self._check_memory(first)
         bar = self._progress(max_steps)
         train_time, interval_tokens, interval_time = 0.0, 0, 0.0
         last = {}
