@@ -12,17 +12,17 @@ from slm.models import build_model, preset
 from slm.train import memory
 
 PROBE = '''
-import json, resource, sys, torch
+import json, sys, torch
 torch.set_num_threads(1)
 from slm.models import build_model, preset
 from slm.train.memory import estimate
 dim, layers, vocab, rows, seq, checkpointing = map(int, sys.argv[1:7])
 ids = torch.randint(0, vocab, (rows, seq)); labels = ids.roll(-1, 1)
-def rss():
+def status(field):  # VmHWM is this process's own peak (ru_maxrss would carry the forking parent's over exec)
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
+        if line.startswith(field):
             return int(line.split()[1]) * 1024
-before = rss()
+before = status("VmRSS")
 model = build_model(preset("nano", vocab_size=vocab, dim=dim, n_layers=layers, n_heads=dim // 64,
                            n_kv_heads=dim // 64, ffn_dim=dim * 8 // 3 // 64 * 64, max_seq_len=seq)).init_weights(0)
 model.gradient_checkpointing = bool(checkpointing)
@@ -31,7 +31,7 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 loss, n = model(ids, labels=labels)
 (loss / n).backward()
 optimizer.step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"measured": peak - before,
                   "estimate": estimate(model, {"input_ids": ids, "labels": labels}, bool(checkpointing)).total}))
 '''
