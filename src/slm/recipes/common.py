@@ -57,12 +57,14 @@ def causal_base(root: Path, data: Path, base: dict, seq_len: int, batch_size: in
     pretraining of base["preset"] for base["tokens"] (made once under root/base-pretrain: a rerun finds it)."""
     import math
 
+    from slm.train.checkpoint import step_dir
+
     tokens = int(base["tokens"])
     if base.get("checkpoint"):
         return Path(base["checkpoint"]), tokens
     out = root / "base-pretrain"
     steps = math.ceil(tokens / (batch_size * seq_len))
-    final = out / "checkpoints" / f"step-{steps:06d}"
+    final = step_dir(out, steps)
     if (final / "config.json").is_file():
         return final, tokens
     model = {"preset": base["preset"], "config": dict({"max_seq_len": seq_len}, **base.get("config", {}))}

@@ -78,10 +78,11 @@ def t5_base(cfg: FlanRecipeConfig) -> Path:
 
     t5_cfg = build(t5.T5RecipeConfig, dict(cfg.t5, out_dir=str(Path(cfg.out_dir) / "t5"), seeds=[0],
                                            corpus_files=cfg.corpus_files, vocab_size=cfg.vocab_size))
+    from slm.train.checkpoint import step_dir
+
     data = t5.prepare_data(t5_cfg)
-    done = Path(t5_cfg.out_dir) / "seed-0" / "pretrain" / "checkpoints"
-    existing = sorted(done.glob("step-*")) if done.is_dir() else []
-    return existing[-1] if existing else t5.pretrain(t5_cfg, data, seed=0)[0]
+    final = step_dir(Path(t5_cfg.out_dir) / "seed-0" / "pretrain", t5_cfg.pretrain["steps"])  # a rerun finds it
+    return final if (final / "config.json").is_file() else t5.pretrain(t5_cfg, data, seed=0)[0]
 
 
 # ------------------------------------------------------------------------------------------------ data
