@@ -34,10 +34,12 @@ def test_prompt_puts_one_sentinel_per_gap_behind_the_nlu_token(tiny):
         I.infill_prompt(tok, "<gap>" * 11)
 
 
-def test_split_spans_reads_each_sentinels_span_and_stops_at_eos():
+def test_target_spans_reads_each_sentinels_span_and_stops_at_eos():
+    from slm.objectives.span_corruption import target_spans
+
     top, n = 100, 10
-    assert I.split_spans([99, 5, 6, 98, 7, 1, 97, 8], top, n, 3, eos_id=1) == [[5, 6], [7], []]
-    assert I.split_spans([98, 7], top, n, 2) == [[], [7]]  # a missing span is empty, not shifted
+    assert target_spans([99, 5, 6, 98, 7, 1, 97, 8], top, n, 3, eos_id=1) == [[5, 6], [7], []]
+    assert target_spans([98, 7], top, n, 2) == [[], [7]]  # a missing span is empty, not shifted
 
 
 def test_infill_puts_each_span_into_its_gap(tiny, monkeypatch):

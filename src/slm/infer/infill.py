@@ -36,22 +36,6 @@ def infill_prompt(tokenizer, text: str, gap: str = GAP) -> tuple[list[int], int]
     return ids, len(pieces) - 1
 
 
-def split_spans(ids: list[int], sentinel_top: int, n_sentinels: int, gaps: int,
-                eos_id: int | None = None) -> list[list[int]]:
-    """The token spans of an answer `<extra_id_0> a <extra_id_1> b ... </s>`, one per gap (missing ones empty)."""
-    spans: dict[int, list[int]] = {}
-    current = None
-    for t in ids:
-        if t == eos_id:
-            break
-        if sentinel_top - n_sentinels <= t < sentinel_top:
-            current = sentinel_top - 1 - t
-            spans.setdefault(current, [])
-        elif current is not None:
-            spans[current].append(t)
-    return [spans.get(k, []) for k in range(gaps)]
-
-
 @torch.no_grad()
 def greedy_targets(model, prompt: list[int], eos_id: int, max_tokens: int, stop_after: int | None = None,
                    sentinel_top: int = 0, n_sentinels: int = 0) -> list[int]:
@@ -99,12 +83,13 @@ def greedy_targets(model, prompt: list[int], eos_id: int, max_tokens: int, stop_
 def infill(model, tokenizer, text: str, gap: str = GAP, max_tokens: int = 64) -> dict:
     """Fill every `gap` in `text` greedily: {"text": the filled text, "spans": the decoded span of each gap}."""
     from slm.objectives.denoisers import ul2_tokens
+    from slm.objectives.span_corruption import target_spans
 
     tokens = ul2_tokens(tokenizer)
     prompt, gaps = infill_prompt(tokenizer, text, gap)
     answer = greedy_targets(model, prompt, tokens.eos_id, max_tokens, stop_after=gaps,
                             sentinel_top=tokens.sentinel_top, n_sentinels=tokens.n_sentinels)
-    spans = [tokenizer.decode(s) for s in split_spans(answer, tokens.sentinel_top, tokens.n_sentinels, gaps)]
+    spans = [tokenizer.decode(s) for s in target_spans(answer, tokens.sentinel_top, tokens.n_sentinels, gaps)]
     pieces = text.split(gap)
     filled = pieces[0] + "".join(span + piece for span, piece in zip(spans, pieces[1:]))
     return {"text": filled, "spans": spans}

@@ -196,7 +196,10 @@ class UL2Denoising:
         return denoiser, np.concatenate([[t.modes[denoiser.kind]], inputs]), targets
 
     def __call__(self, batch: dict) -> dict:
-        examples = [self.example(row, epoch, index) for row, epoch, index in keyed_rows(batch, "UL2")]
+        return self.collate([self.example(row, epoch, index) for row, epoch, index in keyed_rows(batch, "UL2")])
+
+    def collate(self, examples: list[tuple[Denoiser, np.ndarray, np.ndarray]]) -> dict:
+        """The batch of examples (from `example`) in this transform's layout."""
         if self.layout == "seq2seq":
             return self._seq2seq(examples)
         return self._prefix_lm(examples)

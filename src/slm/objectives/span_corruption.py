@@ -96,26 +96,42 @@ def corrupt(tokens: np.ndarray, mask: np.ndarray, sentinel_top: int, eos_id: int
     return inputs, targets
 
 
+def target_spans(ids, sentinel_top: int, n_sentinels: int, count: int,
+                 eos_id: int | None = None) -> list[list[int]]:
+    """The spans of a target sequence `<extra_id_0> a <extra_id_1> b ... </s>`, span k the one after sentinel k,
+    for k < count (a missing one empty); reading stops at eos_id."""
+    spans: dict[int, list[int]] = {}
+    current = None
+    for t in ids:
+        t = int(t)
+        if t == eos_id:
+            break
+        if sentinel_top - n_sentinels <= t < sentinel_top:
+            current = sentinel_top - 1 - t
+            spans.setdefault(current, [])
+        elif current is not None:
+            spans[current].append(t)
+    return [spans.get(k, []) for k in range(count)]
+
+
+def expand(inputs: np.ndarray, targets: np.ndarray, sentinel_top: int, eos_id: int,
+           n_sentinels: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """(the original row, its noise mask) from inputs and targets: each sentinel in the inputs replaced by its
+    span, whose tokens are the noise."""
+    spans = target_spans(targets, sentinel_top, n_sentinels, n_sentinels, eos_id)
+    row, noise = [], []
+    for t in inputs[:-1]:  # the EOS ends the inputs
+        k = sentinel_top - 1 - int(t)
+        piece = spans[k] if 0 <= k < n_sentinels else [int(t)]
+        row += piece
+        noise += [0 <= k < n_sentinels] * len(piece)
+    return np.array(row, dtype=np.int64), np.array(noise, dtype=bool)
+
+
 def reconstruct(inputs: np.ndarray, targets: np.ndarray, sentinel_top: int, eos_id: int,
                 n_sentinels: int = 100) -> np.ndarray:
     """The original row from inputs and targets (each sentinel in the inputs replaced by its span)."""
-    def spans(seq):
-        out, current, key = {}, [], None
-        for t in seq[:-1]:  # the EOS ends both
-            if sentinel_top - n_sentinels <= t < sentinel_top:
-                if key is not None:
-                    out[key] = current
-                key, current = int(t), []
-            else:
-                current.append(int(t))
-        if key is not None:
-            out[key] = current
-        return out
-    fill = spans(targets)
-    row = []
-    for t in inputs[:-1]:
-        row.extend(fill[int(t)] if int(t) in fill else [int(t)])
-    return np.array(row, dtype=np.int64)
+    return expand(inputs, targets, sentinel_top, eos_id, n_sentinels)[0]
 
 
 def keyed_rows(batch: dict, what: str) -> list[tuple[np.ndarray, int, int]]:

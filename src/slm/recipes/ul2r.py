@@ -85,9 +85,8 @@ def heldout_gaps(cfg: UL2RRecipeConfig, data: Path, tokenizer) -> list[dict]:
     which of its tokens are gaps, and the infilling prompt."""
     import numpy as np
 
-    from slm.infer.infill import split_spans
     from slm.objectives.denoisers import Denoiser, Mixture, UL2Denoising, raw_length_for, ul2_tokens
-    from slm.objectives.span_corruption import RawWindowLoader
+    from slm.objectives.span_corruption import RawWindowLoader, expand
 
     regular = Mixture((Denoiser("R", 3, 0.15),), (1.0,))
     raw = raw_length_for(cfg.seq_len, regular, "prefix_lm")
@@ -97,15 +96,12 @@ def heldout_gaps(cfg: UL2RRecipeConfig, data: Path, tokenizer) -> list[dict]:
     out = []
     for batch in loader:
         row, index = batch["input_ids"][0].numpy(), int(batch["sample_index"][0])
-        _, inputs, targets = transform.example(row, 0, index)
-        spans = split_spans(targets.tolist(), tokens.sentinel_top, tokens.n_sentinels, tokens.n_sentinels,
-                            tokens.eos_id)
-        gap_mask = []  # walk the inputs: a sentinel stands for its span's tokens, anything else for itself
-        for t in inputs[1:-1]:
-            k = tokens.sentinel_top - 1 - int(t)
-            gap_mask += [True] * len(spans[k]) if 0 <= k < tokens.n_sentinels else [False]
-        denoised = transform(batch)
-        out.append({"row": row, "gap_mask": np.array(gap_mask), "infill_ids": denoised["input_ids"][0],
+        example = transform.example(row, 0, index)
+        _, inputs, targets = example
+        original, gap_mask = expand(inputs[1:], targets, tokens.sentinel_top, tokens.eos_id, tokens.n_sentinels)
+        assert np.array_equal(original, row), "the held-out gaps do not reconstruct their window"
+        denoised = transform.collate([example])
+        out.append({"row": row, "gap_mask": gap_mask, "infill_ids": denoised["input_ids"][0],
                     "infill_labels": denoised["labels"][0], "prompt": inputs[:-1]})
         if len(out) == cfg.eval_windows:
             break
@@ -147,17 +143,18 @@ def gap_losses(model, gaps: list[dict], tokens) -> dict:
 
 def gap_exact_match(model, gaps: list[dict], tokens, n: int) -> float:
     """Share of gaps whose greedy infill equals the held-out span exactly."""
-    from slm.infer.infill import greedy_targets, split_spans
+    from slm.infer.infill import greedy_targets
+    from slm.objectives.span_corruption import target_spans
 
     right = total = 0
     for g in gaps[:n]:
-        truth = split_spans(g["infill_labels"][g["infill_labels"] != -100].tolist(), tokens.sentinel_top,
-                            tokens.n_sentinels, tokens.n_sentinels, tokens.eos_id)
+        truth = target_spans(g["infill_labels"][g["infill_labels"] != -100].tolist(), tokens.sentinel_top,
+                             tokens.n_sentinels, tokens.n_sentinels, tokens.eos_id)
         spans = [s for s in truth if s]
         answer = greedy_targets(model, g["prompt"].tolist(), tokens.eos_id, max_tokens=sum(map(len, spans)) +
                                 len(spans) + 1, stop_after=len(spans), sentinel_top=tokens.sentinel_top,
                                 n_sentinels=tokens.n_sentinels)
-        got = split_spans(answer, tokens.sentinel_top, tokens.n_sentinels, len(spans))
+        got = target_spans(answer, tokens.sentinel_top, tokens.n_sentinels, len(spans))
         right += sum(a == b for a, b in zip(got, spans))
         total += len(spans)
     return right / max(total, 1)
