@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from slm.recipes.phi.synth import TeacherSection
+from slm.teach.settings import TeacherSection
 from slm.recipes.phi.topics import AUDIENCES, STYLES
 
 DEFAULT_RECIPE = "recipes/phi.yaml"
@@ -154,7 +154,9 @@ def teach(cfg: PhiRecipeConfig, data: dict, root: Path) -> dict:
     else through the teacher (its answers cached in root/teacher.sqlite)."""
     from slm.io import atomic_write_text
     from slm.recipes.phi.quality import judge_scores
-    from slm.recipes.phi.synth import diversity, generate, open_teacher
+    from slm.recipes.phi.scripted import scripted_answer
+    from slm.recipes.phi.synth import diversity, generate
+    from slm.teach.settings import open_teacher
     from slm.recipes.phi.topics import prompt_plan
 
     s, d = cfg.synthetic, cfg.diversity
@@ -166,7 +168,7 @@ def teach(cfg: PhiRecipeConfig, data: dict, root: Path) -> dict:
     if path.is_file() and json.loads(path.read_text()).get("key") == key:
         return json.loads(path.read_text())
     main_plan = prompt_plan(data["seeds"], s.prompts, s.audiences, s.styles, s.plan_seed)
-    with open_teacher(cfg.teacher, cache=root / "teacher.sqlite") as teacher:
+    with open_teacher(cfg.teacher, cache=root / "teacher.sqlite", scripted=scripted_answer) as teacher:
         print(f"teacher: {len(main_plan)} lessons from {len(data['seeds'])} topic seeds", flush=True)
         lessons, cost = generate(teacher, main_plan, s.max_tokens, s.temperature, progress=True)
         plans = {}

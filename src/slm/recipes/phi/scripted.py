@@ -1,10 +1,5 @@
-"""A scripted teacher: slm.teach's Teacher with the HTTP call replaced by a deterministic function of the body.
-
-    with ScriptedTeacher(cache="runs/phi-smoke/teacher.sqlite") as teacher:    # what the smoke recipe and tests use
-        answer = teacher.ask(Request(messages=[...], max_tokens=64, seed=0))
-
-Everything but the network is the real client (the request-keyed cache, token accounting, `map`'s concurrency),
-so a recipe run on it takes the same path as one on a model. Its answers: a lesson prompt gets a lesson made
+"""The phi recipe's scripted teacher answers (slm.teach.scripted.ScriptedTeacher(scripted_answer)), for the smoke
+run and tests. Its answers: a lesson prompt gets a lesson made
 of the extract's words in a seeded order under a title naming the topic and style; the educational-value
 judge gets top log-probabilities for "Yes" and "No" that rise with the share of prose (docstring and comment
 lines) in the text, so a filter has a signal to learn; anything else gets an echo.
@@ -15,9 +10,7 @@ import math
 import random
 import re
 
-from slm.teach.client import Endpoint, Teacher
-
-SCRIPTED_MODEL = "scripted"
+from slm.teach.scripted import last_user_text
 
 
 def prose_share(text: str) -> float:
@@ -32,8 +25,7 @@ def prose_share(text: str) -> float:
 
 def scripted_answer(body: dict) -> tuple[str, list | None]:
     """(text, chat logprobs content or None) for one request body."""
-    user = next((m["content"] for m in reversed(body.get("messages") or []) if m["role"] == "user"),
-                body.get("prompt") or "")
+    user = last_user_text(body)
     rng = random.Random(f"{body.get('seed')}\x1f{user}")
     if "educational value" in user:
         share = prose_share(user.split("Text:", 1)[-1])
@@ -50,24 +42,3 @@ def scripted_answer(body: dict) -> tuple[str, list | None]:
         body_text = " ".join(words[: max(8, body.get("max_tokens", 64) // 2)])
         return f"{title}\n\n{body_text.capitalize()}.", None
     return "echo: " + user[:200], None
-
-
-class ScriptedTeacher(Teacher):
-    def __init__(self, cache=None, concurrency: int = 2, **options):
-        super().__init__(Endpoint("http://scripted.invalid/v1", SCRIPTED_MODEL), cache=cache,
-                         concurrency=concurrency, **options)
-
-    def check(self) -> None:
-        return None
-
-    def _post(self, kind: str, body: dict) -> dict:
-        with self._lock:
-            self.stats.sent += 1
-        text, logprobs = scripted_answer(body)
-        prompt_words = sum(len(m["content"].split()) for m in body.get("messages") or []) or \
-            len(str(body.get("prompt", "")).split())
-        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
-                  "logprobs": {"content": logprobs} if logprobs else None}
-        return {"id": "scripted", "object": "chat.completion", "model": SCRIPTED_MODEL, "choices": [choice],
-                "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
-                          "total_tokens": prompt_words + len(text.split())}}

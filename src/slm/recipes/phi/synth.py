@@ -1,57 +1,18 @@
 """Synthetic textbooks through the teacher, deduplicated and decontaminated, and the diversity measures.
 
-    with open_teacher(cfg.teacher, cache=root / "teacher.sqlite") as teacher:
+    with open_teacher(cfg.teacher, cache=root / "teacher.sqlite", scripted=scripted_answer) as teacher:
         records = generate(teacher, prompts, max_tokens=160, temperature=0.8)    # cached: a rerun sends nothing
     kept, report = clean(records, eval_texts, threshold=0.7)                       # MinHash dedup, n-gram decon
     diversity([r["text"] for r in kept])                                           # distinct n-grams, dup rate
 
 The teacher is `slm.teach`'s: the local real model (slm serve on SmolLM2-135M-Instruct, started and stopped
-here), any OpenAI-compatible endpoint, or the scripted one (no model, for the smoke run and tests). Every
+here), any OpenAI-compatible endpoint, or the scripted one (slm.recipes.phi.scripted: no model, for the smoke run and tests). Every
 answer lands in the teacher's on-disk cache keyed by the request, so the seeds of a recipe, and a rerun after
 a kill, reuse the generated text instead of asking again.
 """
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass
-from typing import Iterator
-
-from slm.errors import ConfigError
-
-
-@dataclass
-class TeacherSection:
-    kind: str = "local"  # local: slm serve on the real model | endpoint: base_url + model | scripted: no model
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None  # the NAME of the variable holding the key
-    concurrency: int = 4
-    serve_model: str = "smollm2-135m-instruct"  # what `local` serves
-
-
-@contextlib.contextmanager
-def open_teacher(section: TeacherSection, cache) -> Iterator:
-    from slm.teach import Endpoint, Teacher, local_endpoint
-
-    if section.kind == "scripted":
-        from slm.recipes.phi.scripted import ScriptedTeacher
-
-        with ScriptedTeacher(cache=cache, concurrency=section.concurrency) as teacher:
-            yield teacher
-    elif section.kind == "endpoint":
-        if not (section.base_url and section.model):
-            raise ConfigError("teacher.kind endpoint needs teacher.base_url and teacher.model")
-        with Teacher(Endpoint(section.base_url, section.model, section.api_key_env), cache=cache,
-                     concurrency=section.concurrency) as teacher:
-            teacher.check()
-            yield teacher
-    elif section.kind == "local":
-        with local_endpoint(section.serve_model) as endpoint, \
-                Teacher(endpoint, cache=cache, concurrency=section.concurrency) as teacher:
-            yield teacher
-    else:
-        raise ConfigError(f"teacher.kind must be local, endpoint or scripted; got {section.kind!r}")
 
 
 def lesson_request(prompt, max_tokens: int, temperature: float, index: int):
