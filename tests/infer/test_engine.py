@@ -161,3 +161,13 @@ def test_bad_inputs_raise_slm_errors(tiny_model):
         engine.generate([[10_000]], SamplingParams())
     with pytest.raises(SlmError, match="empty"):
         engine.generate([[]], SamplingParams())
+
+
+def test_a_stop_string_that_is_a_special_token_stops_as_that_token(tokenizer):
+    """Text is decoded without special tokens, so ChatML's <|im_end|> as a stop string must become a stop id."""
+    from slm.infer.engine import Sequence
+
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    chat = Sequence([1], SamplingParams(max_tokens=4, stop=["<|im_end|>", "\n\n"]), tokenizer)
+    plain = Sequence([1], SamplingParams(max_tokens=4, stop=["\n\n"]), tokenizer)
+    assert end in chat.stop_ids and end not in plain.stop_ids

@@ -70,7 +70,9 @@ def test_serve_local_prints_its_endpoint_and_stops_on_ctrl_c(tiny_model_dir):
     import sys
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; from slm.cli import main; sys.exit(main())", "teach",
-                              "serve-local", "--model", str(tiny_model_dir)], stdout=subprocess.PIPE, text=True)
+                              "serve-local", "--model", str(tiny_model_dir)], stdout=subprocess.PIPE, text=True,
+                             # as from a terminal: a background job of a script (CI's) inherits SIGINT ignored
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = child.stdout.readline()
     assert line.startswith("teacher ready: base_url http://127.0.0.1:") and "model tiny" in line
     url = line.split()[3].rstrip(",")

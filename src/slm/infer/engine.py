@@ -63,6 +63,11 @@ class Sequence:
         self.output_ids: list[int] = []
         self.generator = None if params.greedy else params.make_generator()
         self.stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos_ids))
+        if params.stop and tokenizer is not None and hasattr(tokenizer, "get_added_vocab"):
+            # The text is decoded without special tokens, so a stop string that is one (ChatML's <|im_end|>)
+            # would never be seen there: it stops as a token instead.
+            added = tokenizer.get_added_vocab()
+            self.stop_ids |= {added[s] for s in params.stop if s in added}
         self.finish_reason: str | None = None
         self.cancelled = False  # set from another thread (a disconnected client); the engine drops the row
         # Text is followed token by token only when someone reads it (streaming) or stop strings need it.

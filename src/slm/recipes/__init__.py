@@ -182,3 +182,18 @@ def get_recipe(name: str) -> Recipe:
     from slm.errors import ConfigError
 
     raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(r.name for r in RECIPES)} (slm recipe list)")
+
+RECIPES.append(Recipe(
+    name="orca2",
+    module="slm.recipes.orca2",
+    config="slm.recipes.orca2:Orca2RecipeConfig",
+    description="Orca 2: per-family reasoning strategies from a teacher, learned with the instructions erased",
+    paper="Orca 2 (Mitra et al. 2023, arXiv 2311.11045)",
+    stages="once: four task families (step-by-step sums, direct lookups, recall, explain-then-compare), a causal "
+           "nano base and each teacher's answers under the families' detailed instructions; per teacher, student "
+           "and seed: progressive SFT stages on erased prompts, kept prompts or one strategy for all, then held-out "
+           "accuracy and strategy match under the generic and the cautious system message",
+    default_time="about 5 minutes for the scripted teacher x 3 students x 3 seeds with a trained base (304 s measured); the real-model teacher not measured yet",
+    smoke_time="about 15 s",
+    results="runs/orca2/results.json and the table on stdout; students under runs/orca2/<teacher>/seed-N/<variant>/",
+))

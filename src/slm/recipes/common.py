@@ -71,3 +71,11 @@ def causal_base(root: Path, data: Path, base: dict, seq_len: int, batch_size: in
     return pretrain_lm(data, out, seq_len=seq_len, batch_size=batch_size, steps=steps, seed=0, lr=base["lr"],
                        min_lr=base["min_lr"], warmup=base["warmup_steps"], model=model,
                        compile=base.get("compile", False)), tokens
+
+
+def stdlib_causal_base(root: Path, base: dict, corpus_files: int, vocab_size: int, seq_len: int) -> Path:
+    """base["checkpoint"] when given, else causal_base on stdlib shards with a byte-level BPE, under root."""
+    if base.get("checkpoint"):
+        return Path(base["checkpoint"])
+    data = stdlib_shards(root, corpus_files, vocab_size, "byte-bpe")
+    return causal_base(root, data, base, seq_len, 8)[0]

@@ -63,13 +63,10 @@ class FlanRecipeConfig:
 
 # ------------------------------------------------------------------------------------------------ bases
 def decoder_base(cfg: FlanRecipeConfig) -> Path:
-    from slm.recipes.common import causal_base, stdlib_shards
+    from slm.recipes.common import stdlib_causal_base
 
-    if cfg.decoder_base.get("checkpoint"):
-        return Path(cfg.decoder_base["checkpoint"])
-    root = Path(cfg.out_dir) / "decoder"
-    data = stdlib_shards(root, cfg.corpus_files, cfg.vocab_size, "byte-bpe")
-    return causal_base(root, data, cfg.decoder_base, cfg.decoder_seq_len, 8)[0]
+    return stdlib_causal_base(Path(cfg.out_dir) / "decoder", cfg.decoder_base, cfg.corpus_files, cfg.vocab_size,
+                              cfg.decoder_seq_len)
 
 
 def t5_base(cfg: FlanRecipeConfig) -> Path:
