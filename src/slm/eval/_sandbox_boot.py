@@ -5,6 +5,9 @@ It sets the resource limits, installs an audit hook that ends the process on any
 working directory, changing limits), then runs main.py as __main__. It imports only the standard library: the
 child runs with -S, so nothing from site-packages (slm included) is importable.
 
+With `--native` it is the C sandbox's launcher instead (native_main below): the same limits, then Landlock and
+a seccomp filter, then exec of the compiled program or the compiler.
+
 The exit code tells the parent what happened (the parent maps it to a status):
     0 ok, 1 uncaught exception, EXIT_FORBIDDEN a forbidden operation, EXIT_MEMORY an uncaught MemoryError.
 An audit hook is a guard for the sandbox's rules, not a security boundary against a determined attacker: the
@@ -146,5 +149,134 @@ def make_guard(cwd: str, readable: tuple, allow_processes: bool):
     return guard
 
 
+# ---- native programs (the C sandbox): `_sandbox_boot.py --native KEY=VALUE... -- PROGRAM ARGS...` ----
+# The same limits as above, then, because a compiled program has no audit hook: Landlock (the kernel's
+# unprivileged file-system sandbox) confines reads and executions to `read` roots and every change to the working
+# directory, and denies TCP and signals to processes outside; a seccomp filter (confine=1) kills the program
+# (SIGSYS, reported "forbidden") on process creation, sockets, ptrace and changing limits. Then exec.
+NATIVE_KEYS = ("cpu_seconds", "memory_bytes", "max_file_bytes", "max_processes", "confine")
+LANDLOCK_READ = 1 | 4 | 8  # execute, read file, read directory
+LANDLOCK_FILE_RIGHTS = 1 | 2 | 4 | (1 << 14) | (1 << 15)  # rights a rule on a file (not a directory) may hold
+# Denied system calls by machine: fork/vfork/clone/clone3, socket family, kill/tkill, ptrace, execveat,
+# setrlimit, unshare/setns/mount, bpf, perf_event_open, userfaultfd, io_uring_setup, keyctl; then prlimit64, which
+# libc calls at start-up to read limits, allowed only without a new limit (root could raise its hard limits).
+SECCOMP_DENY = {
+    "x86_64": (0xC000003E, (57, 58, 56, 435, 41, 53, 42, 49, 50, 43, 288, 44, 62, 200, 101, 322, 160,
+                            272, 308, 165, 321, 298, 323, 425, 250), 302),
+    "aarch64": (0xC00000B7, (220, 435, 198, 199, 203, 200, 201, 202, 242, 206, 129, 130, 117, 281, 164,
+                             97, 268, 40, 280, 241, 282, 425, 219), 261),
+}
+
+
+def native_main(argv: list[str]) -> None:
+    split = argv.index("--")
+    config = dict(item.split("=", 1) for item in argv[:split])
+    program = argv[split + 1:]
+    resource.setrlimit(resource.RLIMIT_CPU, (int(config["cpu_seconds"]), int(config["cpu_seconds"]) + 1))
+    limit(resource.RLIMIT_FSIZE, int(config["max_file_bytes"]))
+    limit(resource.RLIMIT_AS, int(config["memory_bytes"]))
+    limit(resource.RLIMIT_CORE, 0)
+    limit(resource.RLIMIT_NPROC, int(config["max_processes"]))  # binds non-root users; seccomp binds root
+    # Python ignores SIGXFSZ and SIGPIPE and ignored signals survive exec: give the program the defaults back.
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: required by both filters for non-root users
+        deny("prctl(PR_SET_NO_NEW_PRIVS) failed; refusing to run unconfined")
+    landlock(libc, os.path.realpath(os.getcwd()), [r for r in config.get("read", "").split(":") if r])
+    if config["confine"] == "1":
+        seccomp(libc)
+    os.execv(program[0], program)
+
+
+def deny(why: str) -> None:
+    sys.stderr.write(f"\nSandboxViolation: {why}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_FORBIDDEN)
+
+
+def landlock_abi(libc) -> int:
+    """The kernel's Landlock ABI version, 0 where Landlock is missing or disabled."""
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    return max(0, abi)
+
+
+def landlock(libc, workdir: str, read_roots: list[str]) -> None:
+    import ctypes
+
+    abi = landlock_abi(libc)
+    if abi == 0:
+        return  # the parent knows (native_confinement()) and reports it; limits and seccomp still apply
+    handled = (1 << 13) - 1 | (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0) | \
+        (1 << 15 if abi >= 5 else 0)
+
+    class Ruleset(ctypes.Structure):
+        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
+
+    # net (ABI 4): TCP bind and connect handled with no rule, so denied; scoped (ABI 6): abstract UNIX
+    # sockets and signals to processes outside this domain.
+    attr = Ruleset(handled, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    ruleset = libc.syscall(444, ctypes.byref(attr), size, 0)
+    if ruleset < 0:
+        deny(f"landlock_create_ruleset failed (errno {ctypes.get_errno()})")
+    roots = [(root, LANDLOCK_READ | (2 if root == "/dev/null" else 0)) for root in read_roots]  # 2: write
+    for path, rights in [(workdir, handled)] + roots:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue  # a root this machine lacks (/lib64 on some systems)
+        if not os.path.isdir(path):
+            rights &= LANDLOCK_FILE_RIGHTS
+        rule = PathBeneath(rights & handled, fd)
+        if libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0) != 0:
+            deny(f"landlock_add_rule({path}) failed (errno {ctypes.get_errno()})")
+        os.close(fd)
+    if libc.syscall(446, ruleset, 0) != 0:
+        deny(f"landlock_restrict_self failed (errno {ctypes.get_errno()})")
+    os.close(ruleset)
+
+
+def seccomp(libc) -> None:
+    import ctypes
+
+    machine = os.uname().machine  # not `platform`: after Landlock only the library roots are readable
+    if machine not in SECCOMP_DENY:
+        deny(f"no seccomp filter for machine {machine}; refusing to run unconfined")
+    arch, numbers, prlimit = SECCOMP_DENY[machine]
+    kill, allow = 0x80000000, 0x7FFF0000  # SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_ALLOW
+    # (code, jump if true, jump if false, k): 0x20 load word at k of seccomp_data (0 nr, 4 arch, 16 + 8i arg i),
+    # 0x15 jump if equal, 0x35 jump if >=, 0x06 return k; jumps count instructions after the next one.
+    code = [(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, kill), (0x20, 0, 0, 0)]  # arch check; load nr
+    if machine == "x86_64":
+        code += [(0x35, 0, 1, 0x40000000), (0x06, 0, 0, kill)]  # x32 system calls
+    for nr in numbers:
+        code += [(0x15, 0, 1, nr), (0x06, 0, 0, kill)]
+    code += [(0x15, 0, 5, prlimit), (0x20, 0, 0, 32), (0x15, 0, 2, 0), (0x20, 0, 0, 36), (0x15, 1, 0, 0),
+             (0x06, 0, 0, kill)]  # prlimit64's third argument (the new limit) must be NULL
+    code.append((0x06, 0, 0, allow))
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    table = (Instruction * len(code))(*[Instruction(*row) for row in code])
+    program = Program(len(code), table)
+    if libc.prctl(22, 2, ctypes.byref(program), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        deny(f"installing the seccomp filter failed (errno {ctypes.get_errno()})")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--native"]:
+        native_main(sys.argv[2:])
+    else:
+        main()

@@ -18,6 +18,7 @@ The parent enforces the wall-clock timeout and the output limit itself while rea
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -69,17 +70,42 @@ def run_python(code: str, timeout: float = 10.0, memory_mb: int = 512, cpu_secon
     starting processes; more allows them under RLIMIT_NPROC (which binds only non-root users).
     entry: an expression evaluated after the program, e.g. "solution()"; its repr() is returned in `.result`.
     """
-    workdir = tempfile.mkdtemp(prefix="slm-sandbox-")
+    with scratch_directory() as workdir:
+        Path(workdir, "main.py").write_text(code, encoding="utf-8")
+
+        def argv(result_fd: int) -> list[str]:
+            config = {
+                "cpu_seconds": math.ceil(timeout) + 1 if cpu_seconds is None else max(1, math.ceil(cpu_seconds)),
+                "memory_bytes": int(memory_mb) << 20, "max_file_bytes": int(max_file_bytes),
+                "max_processes": int(max_processes), "entry": entry or "", "result_fd": result_fd,
+                "max_result_bytes": int(max_output_bytes), "readable": _readable_roots(),
+            }
+            return [*_network_isolation(), sys.executable, "-I", "-S", "-B", BOOT, *format_config(config)]
+
+        return run_process(argv, workdir, timeout, max_output_bytes, stdin, _status_from_exit)
+
+
+@contextlib.contextmanager
+def scratch_directory(prefix: str = "slm-sandbox-"):
+    """A fresh temporary working directory for one sandboxed run, deleted afterwards whatever happens."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_process(make_argv, workdir: str, timeout: float, max_output_bytes: int, stdin: str | bytes | None,
+                status_from_exit) -> SandboxResult:
+    """Start `make_argv(result_fd)` in `workdir` (own session, scrubbed environment), enforce the wall-clock
+    timeout and the output limit while reading its pipes, kill its whole process group, report how it ended.
+
+    The program may write a result to the file descriptor it is given (run_python's `entry`); the C sandbox
+    ignores it. `status_from_exit(returncode)` names an ordinary exit (the Python and native children differ).
+    """
     read_fd, write_fd = os.pipe()
     try:
-        Path(workdir, "main.py").write_text(code, encoding="utf-8")
-        config = {
-            "cpu_seconds": math.ceil(timeout) + 1 if cpu_seconds is None else max(1, math.ceil(cpu_seconds)),
-            "memory_bytes": int(memory_mb) << 20, "max_file_bytes": int(max_file_bytes),
-            "max_processes": int(max_processes), "entry": entry or "", "result_fd": write_fd,
-            "max_result_bytes": int(max_output_bytes), "readable": _readable_roots(),
-        }
-        argv = [*_network_isolation(), sys.executable, "-I", "-S", "-B", BOOT, *format_config(config)]
+        argv = make_argv(write_fd)
         start = time.monotonic()
         proc = subprocess.Popen(argv, cwd=workdir, env={**CLEAN_ENV, "HOME": workdir, "TMPDIR": workdir},
                                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -93,7 +119,7 @@ def run_python(code: str, timeout: float = 10.0, memory_mb: int = 512, cpu_secon
         _kill_group(proc)
         returncode = proc.wait()
         duration = time.monotonic() - start
-        status = why or _status_from_exit(returncode)
+        status = why or status_from_exit(returncode)
         result = res.decode("utf-8", "replace") if res and status == "ok" else None
         return SandboxResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
                              returncode, duration, result)
@@ -104,7 +130,6 @@ def run_python(code: str, timeout: float = 10.0, memory_mb: int = 512, cpu_secon
                     os.close(fd)
                 except OSError:
                     pass
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_many(programs: Iterable[str], workers: int | None = None, **limits) -> list[SandboxResult]:
