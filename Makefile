@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast clean slade-deps
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,21 @@ $(BROWSER_STAMP): $(STAMP)
 	   chromium chromium-driver) >/dev/null 2>&1 || echo "no Chromium installed: the playground browser test will skip"
 	touch $(BROWSER_STAMP)
 
+# The AArch64 cross compiler for the slade recipe's second ISA, from the system's packages where it allows;
+# elsewhere slade compiles x86-64 only and says why (its AArch64 test skips with the reason).
+AARCH64_STAMP := $(VENV)/.aarch64-tried
+$(AARCH64_STAMP): $(STAMP)
+	-@command -v aarch64-linux-gnu-gcc >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   gcc-aarch64-linux-gnu) >/dev/null 2>&1 || echo "no gcc-aarch64-linux-gnu installed: slade runs x86-64 only"
+	touch $(AARCH64_STAMP)
+
+slade-deps: $(AARCH64_STAMP)
+
 demo: install
 	$(VENV)/bin/slm demo
 
-test: install $(BROWSER_STAMP)
+test: install $(BROWSER_STAMP) $(AARCH64_STAMP)
 	$(PY) -m pytest tests
 
 test-fast: install

@@ -32,17 +32,19 @@ RUN_READ_ROOTS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache"
                   "/dev/zero")
 COMPILE_READ_ROOTS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/alternatives", "/dev/null",
                       "/dev/urandom")
-DEFAULT_FLAGS = ("-O0", "-w", "-fwrapv", "-fno-strict-aliasing", "-Werror=implicit-function-declaration",
+# No -w: it would silence the -Werror= diagnostics too (gcc 12 only warns of implicit declarations).
+DEFAULT_FLAGS = ("-O0", "-fwrapv", "-fno-strict-aliasing", "-Werror=implicit-function-declaration",
                  "-Werror=implicit-int")
 
 
-def compile_c(sources: dict[str, str | bytes], workdir: str | Path, output: str = "prog",
+def compile_c(sources: dict[str, str | bytes], workdir: str | Path, output: str | None = "prog",
               flags: tuple[str, ...] = DEFAULT_FLAGS, libs: tuple[str, ...] = ("-lm",), compiler: str = "gcc",
               extra_args: tuple[str, ...] = (), timeout: float = 30.0, memory_mb: int = 1024) -> SandboxResult:
     """Write `sources` into `workdir` and run the compiler on them there (no network, limits, Landlock).
 
     `.c` files are compiled and linked into `output`, other files (headers, objects) are only written; with
-    "-c" or "-S" in `extra_args` the compiler stops early and `output` names its one result. The result's status
+    "-c" or "-S" in `extra_args` the compiler stops early and `output` names its one result (None: one result
+    per input, named as the compiler names them: a.c -> a.s). The result's status
     is "ok", "compile_error" (the diagnostics are in .stderr) or a sandbox status such as "timeout".
     """
     workdir = Path(workdir)
@@ -53,7 +55,8 @@ def compile_c(sources: dict[str, str | bytes], workdir: str | Path, output: str 
     if compiler_path is None:
         return SandboxResult("compile_error", "", f"compiler {compiler!r} not found", None, 0.0)
     inputs = [n for n in sources if n.endswith((".c", ".o", ".s"))]
-    argv = [compiler_path, *flags, *extra_args, *inputs, "-o", output, *([] if extra_args else libs)]
+    argv = [compiler_path, *flags, *extra_args, *inputs, *(["-o", output] if output else []),
+            *([] if extra_args else libs)]
     result = _run_native(argv, workdir, timeout=timeout, memory_mb=memory_mb, confine=False,
                          read_roots=COMPILE_READ_ROOTS, max_output_bytes=1 << 20, max_file_bytes=256 << 20)
     if result.status == "error":
