@@ -1,23 +1,30 @@
-"""Training throughput: slm's Trainer against a plain transformers LlamaForCausalLM + torch.optim.AdamW loop.
+"""Training throughput: slm's Trainer against a plain transformers LlamaForCausalLM + torch.optim.AdamW loop,
+in fp32 and in bf16 autocast, with MFU against this machine's measured fp32 and bf16 matmul peaks.
 
 Same model shape, batch, sequence length, data and thread count. Each side trains --steps measured steps
 after --warmup steps (compilation and allocator warm-up are not counted), in --rounds alternating rounds,
 each round of each side in a fresh process: process-wide state (the C allocator's settings and heap, thread
 pools, compile caches in memory) must not leak from one side into the other. The best round of each side
-counts (the machine may be shared). Prints tokens/s, the ratios, and MFU against this machine's measured
-matmul peak.
+counts (the machine may be shared).
 
-Three sides: `transformers` is the loop as a transformers user runs it, in a default process;
-`transformers+retain` is the same loop with slm's allocator setting (slm.train.allocator, which slm's Trainer
-applies on CPU), to show how much of slm's lead comes from that setting alone; `slm` is slm's Trainer.
+A side is IMPLEMENTATION:PRECISION. Implementations: `slm` (slm's Trainer, compiled), `transformers` (the
+loop as a transformers user writes it), `transformers+compile` (the same loop with torch.compile(model)),
+`transformers+retain` (the same loop with slm's allocator setting, slm.train.allocator, which slm's Trainer
+applies on CPU). Default sides: slm and transformers in fp32, and where the device multiplies bf16 natively
+(CUDA; a CPU with AVX512-BF16 or AMX) also slm, transformers and transformers+compile in bf16; the ratios
+compare slm with transformers' faster bf16 configuration.
 
-    python benchmarks/train_throughput.py                       # nano on CPU, fp32
-    python benchmarks/train_throughput.py --preset tinyllama-1.1b --batch 4 --seq 2048   # on a GPU, bf16
+    python benchmarks/train_throughput.py                                  # nano on CPU
+    python benchmarks/train_throughput.py --preset micro --seq 512 --batch 4   # the bf16 issue's size
+    python benchmarks/train_throughput.py --sides slm:fp32,transformers+retain:fp32   # any sides
+    python benchmarks/train_throughput.py --profile --preset micro --seq 512 --batch 4  # where slm's step goes
+    python benchmarks/train_throughput.py --preset tinyllama-1.1b --batch 4 --seq 2048   # on a GPU
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -78,7 +85,7 @@ def run_slm(cfg, batches, args, device) -> float:
     model = Decoder(cfg).init_weights(0)
     config = TrainConfig(max_steps=args.warmup + args.steps, lr=4e-4, min_lr=4e-5, warmup_steps=0,
                          log_every=1, save_every=0, keep_last=1, compile=not args.no_compile,
-                         precision="bf16" if args.bf16 else "fp32", device=str(device), progress=False)
+                         precision=args.precision, device=str(device), progress=False)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, config, FixedBatches(batches), out_dir=out)
         trainer.save_checkpoint = lambda: None  # the benchmark measures training steps, not disk writes
@@ -98,9 +105,10 @@ def run_transformers(cfg, batches, args, device) -> float:
     hf_config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     model = LlamaForCausalLM(hf_config).to(device).train()
+    forward = torch.compile(model) if args.side.startswith("transformers+compile") else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, betas=(0.9, 0.95), weight_decay=0.1,
                                   fused=device.type == "cuda" or None)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     times = []
     for i in range(args.warmup + args.steps):
         batch = batches[i % len(batches)]
@@ -108,7 +116,7 @@ def run_transformers(cfg, batches, args, device) -> float:
         t = time.perf_counter()
         ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
         with autocast:
-            logits = model(input_ids=ids).logits
+            logits = forward(input_ids=ids).logits
             # labels are already shifted (as slm's batches): the same targets, the same cross entropy.
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
         loss.backward()
@@ -121,7 +129,8 @@ def run_transformers(cfg, batches, args, device) -> float:
     return args.batch * args.seq * args.steps / sum(times[args.warmup:])
 
 
-SIDES = {"transformers": run_transformers, "transformers+retain": run_transformers, "slm": run_slm}
+IMPLEMENTATIONS = {"slm": run_slm, "transformers": run_transformers, "transformers+compile": run_transformers,
+                   "transformers+retain": run_transformers}
 
 
 def measure_side(args) -> None:
@@ -132,7 +141,75 @@ def measure_side(args) -> None:
 
         retain_freed_memory()
     cfg = model_config(args)
-    print(json.dumps({"tokens_per_s": SIDES[args.side](cfg, fixed_batches(cfg, args), args, device)}), flush=True)
+    rate = IMPLEMENTATIONS[args.side](cfg, fixed_batches(cfg, args), args, device)
+    print(json.dumps({"tokens_per_s": rate}), flush=True)
+
+
+def default_sides(device: torch.device) -> list[str]:
+    from slm.train.precision import cpu_facts
+
+    sides = ["slm:fp32", "transformers:fp32"]
+    if device.type == "cuda" or (device.type == "cpu" and cpu_facts().native_bf16):
+        sides += ["slm:bf16", "transformers:bf16", "transformers+compile:bf16"]
+    return sides
+
+
+def parse_sides(text: str) -> list[tuple[str, str]]:
+    sides = []
+    for item in text.split(","):
+        impl, _, precision = item.strip().partition(":")
+        if impl not in IMPLEMENTATIONS or precision not in ("fp32", "bf16"):
+            raise SystemExit(f"bad side {item!r}: write IMPLEMENTATION:PRECISION with IMPLEMENTATION one of "
+                             f"{', '.join(IMPLEMENTATIONS)} and PRECISION fp32 or bf16")
+        sides.append((impl, precision))
+    return sides
+
+
+# Where a step's time goes, by profiler op name (eager aten ops, inductor's extern kernels and mkldnn's linear).
+CATEGORIES = (("matmul", re.compile(r"(^|[_:.])(add|b|badd|_int_)?mm($|_)|linear|matmul")),
+              ("attention", re.compile(r"scaled_dot_product|flash_attention|efficient_attention")),
+              ("norms", re.compile(r"rms_norm|layer_norm")),
+              ("loss", re.compile(r"cross_entropy|log_softmax|nll_loss")),
+              ("optimizer", re.compile(r"adam|_foreach|clip_grad")),
+              ("compiled (fused pointwise)", re.compile(r"cpp_fused|triton_|compiled")))
+
+
+def categorise(name: str) -> str:
+    bare = name.lower()
+    return next((category for category, pattern in CATEGORIES if pattern.search(bare)), "other")
+
+
+def profile_slm(cfg, batches, args, device) -> None:
+    """slm's step under torch.profiler for a few steps after warm-up: self CPU time per category."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from slm.models import Decoder
+    from slm.train import TrainConfig, Trainer
+
+    steps = args.warmup + 3
+    config = TrainConfig(max_steps=steps, lr=4e-4, min_lr=4e-5, warmup_steps=0, log_every=1, keep_last=1,
+                         compile=not args.no_compile, precision=args.precision, device=str(device), progress=False)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(Decoder(cfg).init_weights(0), config, FixedBatches(batches), out_dir=out)
+        trainer.save_checkpoint = lambda: None
+        real_step, seen = trainer._train_step, {"n": 0}
+        prof = profile(activities=[ProfilerActivity.CPU])
+
+        def step(*a):  # profile only the steps after warm-up (compilation is not the step)
+            seen["n"] += 1
+            if seen["n"] == args.warmup + 1:
+                prof.__enter__()
+            return real_step(*a)
+        trainer._train_step = step
+        trainer.fit()
+        prof.__exit__(None, None, None)
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        totals[categorise(event.key)] = totals.get(categorise(event.key), 0.0) + event.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    print(f"slm {args.precision} step, self CPU time by category over 3 steps:")
+    for category, us in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {category:12s} {us / 3e3:9.1f} ms/step  {us / whole:6.1%}")
 
 
 def model_config(args):
@@ -154,11 +231,13 @@ def fixed_batches(cfg, args) -> list[dict]:
     return batches
 
 
-def run_in_child(side: str, argv: list[str]) -> float:
-    done = subprocess.run([sys.executable, __file__, *argv, "--side", side], capture_output=True, text=True)
+def run_in_child(side: tuple[str, str], argv: list[str]) -> float:
+    impl, precision = side
+    done = subprocess.run([sys.executable, __file__, *argv, "--side", impl, "--precision", precision],
+                          capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
-        raise SystemExit(f"the {side} side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise SystemExit(f"the {impl}:{precision} side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(lines[-1])["tokens_per_s"]
 
 
@@ -172,38 +251,56 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for both (default on CUDA)")
+    p.add_argument("--sides", default=None, help="comma-separated IMPLEMENTATION:PRECISION (default: see above)")
     p.add_argument("--no-compile", action="store_true", help="slm without torch.compile")
-    p.add_argument("--side", choices=list(SIDES), help=argparse.SUPPRESS)  # internal: the child's job
+    p.add_argument("--profile", action="store_true", help="print where slm's step time goes, fp32 and bf16")
+    p.add_argument("--side", choices=list(IMPLEMENTATIONS), help=argparse.SUPPRESS)  # internal: the child's job
+    p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)  # internal: the child's precision
     args = p.parse_args()
     device = torch.device(args.device)
-    args.bf16 = args.bf16 or device.type == "cuda"
     if args.side:
         return measure_side(args)
-    argv = sys.argv[1:]
+    argv = [a for a in sys.argv[1:] if a != "--profile"]
 
     from slm.models import flops_per_token
+    from slm.train.precision import cpu_facts
 
     cfg = model_config(args)
-    peak = matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32)
+    sides = parse_sides(args.sides or ",".join(default_sides(device)))
+    if args.profile:
+        for precision in sorted({precision for _, precision in sides}, reverse=True):
+            profile_slm(cfg, fixed_batches(cfg, args), argparse.Namespace(**{**vars(args), "precision": precision}),
+                        device)
+        return
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {name: matmul_peak(device, dtypes[name]) for name in sorted({p for _, p in sides})}
     flops = flops_per_token(cfg, args.seq, training=True)
+    cpu = cpu_facts().describe() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    print(f"{cpu}; {torch.get_num_threads()} threads")
     print(f"{args.preset}: {cfg.n_layers} layers, dim {cfg.dim}, vocab {cfg.vocab_size}; batch {args.batch} x "
-          f"{args.seq}; {device}, {'bf16' if args.bf16 else 'fp32'}, {torch.get_num_threads()} threads; "
-          f"slm compile={not args.no_compile}; each round of each side in a fresh process")
-    print(f"matmul peak before the rounds: {peak / 1e9:,.1f} GFLOP/s; {flops / 1e6:,.1f} MFLOP per trained token")
-    best = dict.fromkeys(SIDES, 0.0)
+          f"{args.seq}; {device}; slm compile={not args.no_compile}; each round of each side in a fresh process")
+    print("matmul peaks before the rounds: " + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in peaks.items())
+          + f"; {flops / 1e6:,.1f} MFLOP per trained token")
+    best = dict.fromkeys(sides, 0.0)
     for r in range(args.rounds):
-        for name in SIDES:
-            tps = run_in_child(name, argv)
-            best[name] = max(best[name], tps)
-            print(f"  round {r + 1}: {name:20s} {tps:10,.0f} tokens/s", flush=True)
-    peak = max(peak, matmul_peak(device, torch.bfloat16 if args.bf16 else torch.float32))
-    print(f"matmul peak (best of before and after): {peak / 1e9:,.1f} GFLOP/s")
-    for name, tps in best.items():
-        print(f"{name:20s} {tps:10,.0f} tokens/s   MFU {tps * flops / peak:6.1%}")
-    print(f"ratio slm / transformers: {best['slm'] / best['transformers']:.2f}x")
-    print(f"ratio slm / transformers+retain (the same allocator setting): "
-          f"{best['slm'] / best['transformers+retain']:.2f}x")
+        for side in sides:
+            tps = run_in_child(side, argv)
+            best[side] = max(best[side], tps)
+            print(f"  round {r + 1}: {':'.join(side):26s} {tps:10,.0f} tokens/s", flush=True)
+    peaks = {k: max(v, matmul_peak(device, dtypes[k])) for k, v in peaks.items()}
+    print("matmul peaks (best of before and after): "
+          + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in peaks.items()))
+    for side, tps in best.items():
+        print(f"{':'.join(side):26s} {tps:10,.0f} tokens/s   MFU {tps * flops / peaks[side[1]]:6.1%} "
+              f"of the {side[1]} peak")
+    for precision in peaks:
+        ours = best.get(("slm", precision))
+        theirs = max((v for (impl, p), v in best.items() if p == precision and impl != "slm"), default=None)
+        if ours and theirs:
+            name = max((s for s in best if s[1] == precision and s[0] != "slm"), key=best.get)
+            print(f"ratio slm / best transformers ({':'.join(name)}), {precision}: {ours / theirs:.2f}x")
+    if best.get(("slm", "bf16")) and best.get(("slm", "fp32")):
+        print(f"ratio slm bf16 / slm fp32: {best[('slm', 'bf16')] / best[('slm', 'fp32')]:.2f}x")
 
 
 if __name__ == "__main__":

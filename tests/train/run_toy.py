@@ -1,7 +1,7 @@
 """A tiny training run for the subprocess tests (torchrun, SIGKILL). Not a test module itself.
 
 python tests/train/run_toy.py OUT [--strategy ddp|fsdp] [--steps N] [--rows R] [--save-every K]
-                                  [--kill-at-step S] [--resume auto]
+                                  [--kill-at-step S] [--resume auto] [--precision fp32|bf16]
 """
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ def main() -> None:
     p.add_argument("--save-every", type=int, default=0)
     p.add_argument("--kill-at-step", type=int, default=0)
     p.add_argument("--resume", default=None)
+    p.add_argument("--precision", default="fp32")
     args = p.parse_args()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     data = ToyBatches(rows=args.rows, rank=rank, world=world)
     val = ToyBatches(rows=args.rows, seed=99, rank=rank, world=world, limit=2)
     config = TrainConfig(max_steps=args.steps, lr=3e-3, min_lr=3e-4, warmup_steps=3, log_every=1,
                          eval_every=4, eval_batches=2, save_every=args.save_every, keep_last=2,
-                         grad_accum=args.accum, strategy=args.strategy, progress=False)
+                         grad_accum=args.accum, strategy=args.strategy, precision=args.precision, progress=False)
     calls = 0
 
     def loss_fn(model, batch):

@@ -37,6 +37,7 @@ class DemoOptions:
     val_fraction: float = 0.02
     prompt: str = "def read_config(path):\n    \"\"\"Return the parsed configuration file.\"\"\"\n"
     sample_tokens: int = 80
+    precision: str = "auto"  # slm.train.precision: bf16 autocast where the hardware has native bf16
     compile: bool | None = None  # None: torch.compile when a C++ compiler is present (inductor needs one on CPU)
     seed: int = 0
     workers: int = 2  # tokenizing processes
@@ -104,6 +105,7 @@ def run_demo(opts: DemoOptions) -> dict:
         train=TrainConfig(max_tokens=opts.token_budget, lr=opts.lr, min_lr=opts.min_lr,
                           warmup_steps=opts.warmup_steps, eval_every=opts.eval_every, eval_batches=opts.eval_batches,
                           log_every=5, keep_last=1, seed=opts.seed, progress=opts.progress,
+                          precision=opts.precision,
                           compile=opts.compile if opts.compile is not None else shutil.which("g++") is not None),
         tokenizer=str(out / "tokenizer"), out=str(out / "run"))
     t0 = time.perf_counter()

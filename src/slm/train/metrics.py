@@ -1,8 +1,8 @@
 """What a user sees of a run: metrics as JSONL (and TensorBoard when installed), and the loss-curve PNG.
 
 RUN_DIR/metrics.jsonl has one JSON object per line. Training records carry `loss`, `lr`, `tokens`,
-`tokens_per_s`, `grad_norm`; evaluation records carry `val_loss`, `val_ppl` and whatever the evaluators
-return. Every record has `step` and `time` (Unix time when it was written).
+`tokens_per_s`, `grad_norm` and `precision` (bf16 or fp32); evaluation records carry `val_loss`, `val_ppl` and
+whatever the evaluators return. Every record has `step` and `time` (Unix time when it was written).
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ Hooks (a recipe supplies these instead of copying the loop):
   save_model_files / load_model_state   methods a subclass may override for models that are not a slm Decoder
                          (the default writes an HF directory for a Decoder and model_state.safetensors otherwise).
 
-Per optimizer step: `accumulation` micro-batches (from batch_tokens or grad_accum), bf16 autocast on CUDA,
+Per optimizer step: `accumulation` micro-batches (from batch_tokens or grad_accum), bf16 autocast where the
+hardware has native bf16 (slm.train.precision),
 backward of each micro-batch's loss sum, gradients scaled by world/targets, clipping, AdamW, the schedule.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ from slm.train import distributed as D
 from slm.train.allocator import retain_freed_memory
 from slm.train.metrics import MetricsLog
 from slm.train.optim import build_optimizer, lr_at
+from slm.train.precision import resolve_precision
 
 
 @dataclass
@@ -64,7 +66,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 disables clipping
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bf16 autocast on CUDA and on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 elsewhere
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False  # torch.compile the model (in one process, together with the loss)
     activation_checkpointing: bool = False
     # CPU: keep freed memory in the process instead of unmapping it (slm.train.allocator); 7-17% per step at nano
@@ -145,8 +148,8 @@ class Trainer:
         cfg = self.config
         self.dist = D.setup(cfg.device)
         self.device = self.dist.device
-        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision.bf16
                          else contextlib.nullcontext())
         torch.manual_seed(cfg.seed)
         if cfg.retain_cpu_memory and self.device.type == "cpu":
@@ -237,7 +240,7 @@ class Trainer:
         self.max_steps = max_steps
         decay_steps = cfg.decay_steps or max_steps
         self._say(f"training {max_steps} steps of {step_tokens:,} tokens ({self.accumulation} micro-batch(es) x "
-                  f"{d.world_size} process(es)) on {self.device}")
+                  f"{d.world_size} process(es)) on {self.device} in {self.precision.name} ({self.precision.reason})")
         if cfg.memory_check and self.device.type == "cpu":
             self._check_memory(first)
         bar = self._progress(max_steps)
@@ -261,7 +264,8 @@ class Trainer:
             interval_time += elapsed
             if self.step % cfg.log_every == 0 or self.step == max_steps:
                 last = {"step": self.step, "loss": loss, "lr": lr, "tokens": self.tokens,
-                        "tokens_per_s": interval_tokens / max(interval_time, 1e-9), "grad_norm": grad_norm}
+                        "tokens_per_s": interval_tokens / max(interval_time, 1e-9), "grad_norm": grad_norm,
+                        "precision": self.precision.name}
                 self._record(last)
                 interval_tokens, interval_time = 0, 0.0
             if bar is not None:
