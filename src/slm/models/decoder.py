@@ -14,8 +14,8 @@ import torch.utils.checkpoint
 from torch import nn
 
 from slm.errors import ConfigError
-from slm.models.layers import (Attention, GeluMLP, KVCache, RMSNorm, SwiGLU, chunked_lm_loss, count_parameters,
-                               default_init_std, init_weights, make_attention_mask, rope_tables)
+from slm.models.layers import (Attention, GeluMLP, KVCache, LayerNorm, RMSNorm, SwiGLU, chunked_lm_loss,
+                               count_parameters, default_init_std, init_weights, make_attention_mask, rope_tables)
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Block(nn.Module):
         self.parallel = cfg.arch == "phi"
         self.attn = Attention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.bias, cfg.bias)
         if self.parallel:
-            self.attn_norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+            self.attn_norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
             self.mlp = GeluMLP(cfg.dim, cfg.ffn_dim, cfg.bias)
         else:
             self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
@@ -105,7 +105,7 @@ class Decoder(nn.Module):
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.arch == "phi" else RMSNorm(cfg.dim, cfg.norm_eps)
+        self.norm = LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.arch == "phi" else RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=cfg.arch == "phi")
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slm.errors import ConfigError
-from slm.models.layers import GeluMLP, count_parameters, padding_attention_mask
+from slm.models.layers import GeluMLP, LayerNorm, count_parameters, padding_attention_mask
 
 Head = Literal["none", "mlm", "sequence", "token"]
 
@@ -124,9 +124,9 @@ class Block(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.attn = SelfAttention(cfg)
-        self.attn_norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn_norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.mlp = GeluMLP(cfg.dim, cfg.ffn_dim, bias=True, approximate="none")
-        self.mlp_norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.mlp_norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -140,7 +140,7 @@ class MLMHead(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.dense = nn.Linear(cfg.dim, cfg.dim)
-        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.decoder = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
@@ -180,7 +180,7 @@ class Encoder(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.pos_embed = nn.Embedding(cfg.max_positions, cfg.dim)
         self.type_embed = nn.Embedding(cfg.type_vocab_size, cfg.dim)
-        self.embed_norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.embed_norm = LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.pooler = nn.Linear(cfg.dim, cfg.dim) if cfg.pooler else None  # dense + tanh on the first token

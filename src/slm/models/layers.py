@@ -21,6 +21,16 @@ class RMSNorm(nn.Module):
         return self.weight * y.to(x.dtype)
 
 
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm computed in fp32 under bf16 autocast, as CUDA's autocast does (CPU autocast leaves it in
+    bf16); the same parameters and state-dict keys, and the same numbers in fp32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            y = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.to(x.dtype)
+
+
 def rope_tables(rotary_dim: int, max_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape [max_len, rotary_dim], in the 'rotate half' layout that HF Llama and Phi use."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, device=device, dtype=torch.int64).float() / rotary_dim))
