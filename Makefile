@@ -35,9 +35,9 @@ $(BROWSER_STAMP): $(STAMP)
 # elsewhere slade compiles x86-64 only and says why (its AArch64 test skips with the reason).
 AARCH64_STAMP := $(VENV)/.aarch64-tried
 $(AARCH64_STAMP): $(STAMP)
-	-@command -v aarch64-linux-gnu-gcc >/dev/null || \
+	-@(command -v aarch64-linux-gnu-gcc && test -f /usr/aarch64-linux-gnu/include/stdio.h) >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	   gcc-aarch64-linux-gnu) >/dev/null 2>&1 || echo "no gcc-aarch64-linux-gnu installed: slade runs x86-64 only"
+	   gcc-aarch64-linux-gnu libc6-dev-arm64-cross) >/dev/null 2>&1 || echo "no gcc-aarch64-linux-gnu installed: slade runs x86-64 only"
 	touch $(AARCH64_STAMP)
 
 slade-deps: $(AARCH64_STAMP)

@@ -156,3 +156,16 @@ def test_split_digits_spells_every_number_digit_by_digit(tmp_path, corpus_texts)
     assert hf(text)["input_ids"] == tok(text)["input_ids"]
     with pytest.raises(SlmError, match="byte-bpe"):
         train_tokenizer(texts, vocab_size=1200, kind="llama-bpe", split_digits=True)
+
+
+def test_t5_bpe_split_digits_spells_immediates_digit_by_digit(corpus_texts):
+    texts = corpus_texts + ["movl $1234, %eax\naddl $1234, -8(%rbp)\n"] * 50
+    plain = train_tokenizer(texts, vocab_size=1200, kind="t5-bpe")
+    tok = train_tokenizer(texts, vocab_size=1200, kind="t5-bpe", split_digits=True)
+    text = "movl $1234, %eax"
+    pieces = [tok.decode([i]) for i in tok.encode(text, add_special_tokens=False)]
+    assert all(p in "1234" or not any(c.isdigit() for c in p) for p in pieces)
+    assert any(len(p) > 1 and any(c.isdigit() for c in p)
+               for p in (plain.decode([i]) for i in plain.encode(text, add_special_tokens=False)))
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    assert tok.encode(text)[-1] == tok.eos_token_id  # still T5's layout: </s> ends every text

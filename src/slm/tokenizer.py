@@ -40,7 +40,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
                     min_frequency: int = 2, show_progress: bool = False, split_digits: bool = False):
     """Train a BPE tokenizer on `texts` and return it as a PreTrainedTokenizerFast with a ChatML template.
 
-    split_digits (byte-bpe): every digit is a token of its own, as in Llama and PaLM, so a number is spelled
+    split_digits (byte-bpe, t5-bpe): every digit is a token of its own, as in Llama and PaLM, so a number is spelled
     the same wherever it stands ("$7", "= 7", "17") and copying or comparing numbers is token identity.
     (GGUF export names this split "smollm", as llama.cpp does.)
     """
@@ -62,13 +62,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, kind: Kind = "
         names = BYTE_BPE_SPECIALS
     elif kind == "llama-bpe":
         if split_digits:
-            raise SlmError("split_digits is for kind='byte-bpe'")
+            raise SlmError("split_digits is for kind='byte-bpe' or 't5-bpe'")
         tok = _train_llama_bpe(texts, vocab_size, min_frequency, show_progress)
         names = LLAMA_SPECIALS
     elif kind == "roberta-bpe":
         return _train_roberta_bpe(texts, vocab_size, min_frequency, show_progress)
     elif kind == "t5-bpe":
-        return _train_t5_bpe(texts, vocab_size, min_frequency, show_progress)
+        return _train_t5_bpe(texts, vocab_size, min_frequency, show_progress, split_digits)
     else:
         raise SlmError(f"unknown tokenizer kind {kind!r}; choose 'byte-bpe', 'llama-bpe', 'roberta-bpe' or 't5-bpe'")
     return _wrap(tok, names)
@@ -97,7 +97,7 @@ def _train_roberta_bpe(texts, vocab_size, min_frequency, show_progress):
                                    **{f"{k}_token": v for k, v in ROBERTA_SPECIALS.items()})
 
 
-def _train_t5_bpe(texts, vocab_size, min_frequency, show_progress):
+def _train_t5_bpe(texts, vocab_size, min_frequency, show_progress, split_digits=False):
     """A byte-level BPE in T5's layout, for encoder-decoders: every encoded text ends with </s> (T5 appends it to
     inputs and targets alike) and the sentinels span corruption uses are the top 100 ids, as in T5's vocabulary."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -108,7 +108,9 @@ def _train_t5_bpe(texts, vocab_size, min_frequency, show_progress):
         raise SlmError(f"vocab_size {vocab_size} is too small for a T5 byte-level BPE "
                        f"(needs > {len(specials) + T5_SENTINELS + 257})")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - T5_SENTINELS, min_frequency=min_frequency,
                                   special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
