@@ -171,6 +171,23 @@ RECIPES.append(Recipe(
             "each tuned model under runs/flan/seed-N/<cluster>/<model>/<variant>/",
 ))
 
+RECIPES.append(Recipe(
+    name="slade",
+    module="slm.recipes.slade.pipeline",
+    config="slm.recipes.slade.pipeline:SladeRecipeConfig",
+    description="SLaDe: a small T5 decompiling -O0/-O3 x86-64 and AArch64 assembly to C, judged by running it",
+    paper="SLaDe (Armengol-Estapé, Woodruff, Cummins, O'Boyle; CGO 2024, arXiv 2305.12520)",
+    stages="once: generated C functions with IO examples, their per-function assembly for each (ISA, -O level), "
+           "split by function, a BPE for assembly and C (digit splitting measured); per seed: one shared T5 and a "
+           "same-size decoder-only model trained on assembly -> C, beam search, then IO accuracy in the C sandbox "
+           "(top-1 and first passing candidate; reference declarations, none, type inference), edit similarity, "
+           "against nearest-neighbour retrieval and return-0 baselines",
+    default_time="measured on the docs page",
+    smoke_time="about 20 s",
+    results="runs/slade/results.json and the table on stdout; the data under runs/slade/data, per seed the "
+            "checkpoints under runs/slade/seed-N/<model>/",
+))
+
 # Sub-verbs of `slm recipe` that are not recipes.
 RESERVED_NAMES = {"list"}
 
@@ -196,4 +213,20 @@ RECIPES.append(Recipe(
     default_time="about 5 minutes for the scripted teacher x 3 students x 3 seeds with a trained base (304 s measured); the real-model teacher not measured yet",
     smoke_time="about 15 s",
     results="runs/orca2/results.json and the table on stdout; students under runs/orca2/<teacher>/seed-N/<variant>/",
+))
+
+RECIPES.append(Recipe(
+    name="flame",
+    module="slm.recipes.flame.pipeline",
+    config="slm.recipes.flame.pipeline:FlameRecipeConfig",
+    description="FLAME: a small T5 for Excel formulas (repair, completion, retrieval) from formula-aware objectives",
+    paper="FLAME (Joshi, Cambronero, Gulwani, Le, Radiček, Verbruggen; AAAI 2024, arXiv 2301.13779)",
+    stages="per seed: generated workbooks split by workbook, sketch dedup per workbook (or globally), the formula "
+           "tokenizer; per variant (laMSP, plain MSP, global dedup, a same-size decoder): pretraining on the sampled "
+           "objectives, one repair + completion fine-tune, then beam-search repair top-1/top-5, completion at "
+           "50/75/90% and a retrieval head's Pearson, against identity and rule-based repair",
+    default_time="about 23 minutes for 3 seeds x 4 variants (1,382 s measured on the shared 2-core machine)",
+    smoke_time="about 15 s",
+    results="runs/flame/results.json and the table on stdout; per seed the checkpoints under "
+            "runs/flame/seed-N/<variant>/",
 ))
