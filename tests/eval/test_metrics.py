@@ -54,3 +54,12 @@ def test_perplexity_metrics_definitions():
     assert out["byte_perplexity"] == pytest.approx(math.exp(20 / 16))
     assert out["bits_per_byte"] == pytest.approx(20 / 16 / math.log(2))
     assert M.count_words("a b\n c") == 3
+
+
+def test_sequence_similarity_is_one_minus_normalised_levenshtein():
+    from slm.eval.metrics import sequence_similarity
+
+    assert sequence_similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
+    assert sequence_similarity(["a", "b"], ["a", "b"]) == 1.0
+    assert sequence_similarity([], []) == 1.0
+    assert sequence_similarity(["x"], []) == 0.0

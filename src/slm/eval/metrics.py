@@ -90,3 +90,17 @@ def rouge_l(prediction: str, reference: str) -> float:
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(["rougeL"]).score(reference, prediction)["rougeL"].fmeasure
+
+
+def sequence_similarity(x: Sequence, y: Sequence) -> float:
+    """1 - the Levenshtein distance of two sequences (tokens, characters) / the longer length; 1.0 for two
+    empty ones. The edit similarity SLaDe reports over C tokens and FLAME's retrieval target over formula tokens."""
+    if not x and not y:
+        return 1.0
+    previous = list(range(len(y) + 1))
+    for i, u in enumerate(x, 1):
+        current = [i]
+        for j, v in enumerate(y, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (u != v)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(x), len(y))

@@ -174,16 +174,11 @@ def score_baseline(pairs, repair) -> dict:
 
 def token_similarity(a: str, b: str) -> float:
     """1 - the Levenshtein distance of the two formulas' lexer tokens / the longer token count."""
+    from slm.eval.metrics import sequence_similarity
     from slm.recipes.flame.lexer import lex
 
     x, y = [t.text.upper() for t in lex(a) if t.kind != "ws"], [t.text.upper() for t in lex(b) if t.kind != "ws"]
-    previous = list(range(len(y) + 1))
-    for i, u in enumerate(x, 1):
-        row = [i]
-        for j, v in enumerate(y, 1):
-            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (u != v)))
-        previous = row
-    return 1 - previous[-1] / max(len(x), len(y), 1)
+    return sequence_similarity(x, y)
 
 
 def retrieval(model, tok, train_formulas: list[str], test_formulas: list[str], r: dict, seed: int) -> float:

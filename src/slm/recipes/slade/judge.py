@@ -20,16 +20,9 @@ _C_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+\.?\d*|\S")
 
 def edit_similarity(a: str, b: str) -> float:
     """1 - Levenshtein distance / the longer length, over C tokens (identifiers, numbers, punctuation)."""
-    x, y = _C_TOKEN.findall(a), _C_TOKEN.findall(b)
-    if not x and not y:
-        return 1.0
-    previous = list(range(len(y) + 1))
-    for i, tx in enumerate(x, 1):
-        current = [i]
-        for j, ty in enumerate(y, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (tx != ty)))
-        previous = current
-    return 1.0 - previous[-1] / max(len(x), len(y))
+    from slm.eval.metrics import sequence_similarity
+
+    return sequence_similarity(_C_TOKEN.findall(a), _C_TOKEN.findall(b))
 
 
 def rename_function(source: str, old: str, new: str) -> str:
