@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -27,6 +27,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_jsonl(path: str | os.PathLike, records: Iterable) -> Path:
+    """One JSON object a line, written atomically; returns the path."""
+    import json
+
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    return Path(path)
 
 
 @contextlib.contextmanager

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import random
 from pathlib import Path
 
 from slm.data.sources import stdlib_dir, stdlib_files
-from slm.io import atomic_write_text
+from slm.io import atomic_write_jsonl
 
 PACKAGES = ("asyncio", "email", "multiprocessing", "xml", "importlib", "http")
 TASKS = ("docstring-package", "docstring-signature")
@@ -76,5 +75,5 @@ def task_examples(task: str, split: str = "train", seed: int = 0) -> list[dict]:
 
 def write_task(path: str | Path, task: str = "docstring-package", split: str = "train") -> int:
     records = task_examples(task, split)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_jsonl(path, records)
     return len(records)

@@ -1,4 +1,5 @@
-"""Pieces several recipes share: the embedded corpus as a tokenizer and token shards, and mean ± sd cells."""
+"""Pieces several recipes share: the embedded corpus as a tokenizer and token shards, pretraining and
+fine-tuning runs with a recipe's few settings, and mean ± sd cells."""
 from __future__ import annotations
 
 import math
@@ -50,6 +51,24 @@ def pretrain_lm(data: Path, out: Path, *, seq_len: int, batch_size: int, steps: 
         "out": str(out),
     })
     return Path(run(recipe)["checkpoint"])
+
+
+def finetune_pairs(base: Path, data: Path, out: Path, settings: dict, seed: int, *, seq2seq: bool,
+                   seq_len: int | None = None, overlong: str | None = "truncate", **train) -> Path:
+    """`slm finetune` of `base` on a JSONL file (pairs for an encoder-decoder, prompt/completion or chats for a
+    decoder), quietly: `settings` gives steps, lr, warmup_steps and batch_size; min_lr is lr / 10 and the log
+    has five points unless `train` overrides them. Returns the checkpoint."""
+    from slm.finetune.run import build_config, finetune
+
+    steps, lr = settings["steps"], settings["lr"]
+    data_section = {"path": str(data), "batch_size": settings["batch_size"], "seed": seed,
+                    **({"overlong": overlong} if overlong else {}), **({"seq_len": seq_len} if seq_len else {})}
+    ft_cfg, train_cfg = build_config({
+        "model": str(base), "out": str(out), "data": data_section,
+        "train": {"max_steps": steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": settings["warmup_steps"],
+                  "seed": seed, "progress": False, "keep_last": 1, "log_every": max(1, steps // 5), **train},
+    })
+    return Path(finetune(ft_cfg, train_cfg, say=lambda *_: None, task="seq2seq" if seq2seq else None)["checkpoint"])
 
 
 def causal_base(root: Path, data: Path, base: dict, seq_len: int, batch_size: int) -> tuple[Path, int]:

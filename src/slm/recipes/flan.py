@@ -96,7 +96,7 @@ def collection(cfg: FlanRecipeConfig):
 def training_file(cfg: FlanRecipeConfig, tasks, variant: str, seed: int, kind: str, out: Path) -> Path:
     """The drawn training examples as `slm finetune` reads them: chats for a decoder, pairs for T5."""
     from slm.instruct.mixture import MixOptions, draw
-    from slm.io import atomic_write_text
+    from slm.io import atomic_write_jsonl
 
     drawn = draw(tasks, cfg.train_examples, MixOptions(seed=seed, cap=cfg.cap, shots=cfg.shots,
                                                        single_template=variant == "single-template"))
@@ -105,15 +105,14 @@ def training_file(cfg: FlanRecipeConfig, tasks, variant: str, seed: int, kind: s
     else:
         records = [{"messages": [{"role": "user", "content": d.input}, {"role": "assistant", "content": d.target}]}
                    for d in drawn]
-    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
-    return out
+    return atomic_write_jsonl(out, records)
 
 
 def eval_files(cfg: FlanRecipeConfig, tasks, names: list[str], tokenizer, kind: str, root: Path) -> list:
     """One slm eval task per held-out task: every example x non-turned template, zero-shot, with options."""
     from slm.eval.tasks import TaskSpec
     from slm.instruct.tasks import render
-    from slm.io import atomic_write_text
+    from slm.io import atomic_write_jsonl
 
     specs = []
     for name in names:
@@ -129,7 +128,7 @@ def eval_files(cfg: FlanRecipeConfig, tasks, names: list[str], tokenizer, kind: 
                     doc.update(choices=list(r.options), label=r.options.index(r.answer))
                 docs.append(doc)
         path = root / f"eval-{kind}-{name}.jsonl"
-        atomic_write_text(path, "".join(json.dumps(d) + "\n" for d in docs))
+        atomic_write_jsonl(path, docs)
         common = dict(name=name, data=str(path), doc_to_text="{{prompt}}", target_delimiter="")
         if task.metric == "rank_classification":
             specs.append((TaskSpec(kind="multiple_choice", doc_to_target="{{label}}", choices="choices", **common),
@@ -145,18 +144,10 @@ def eval_files(cfg: FlanRecipeConfig, tasks, names: list[str], tokenizer, kind: 
 
 # ------------------------------------------------------------------------------------------------ train, score
 def tune(cfg: FlanRecipeConfig, base: Path, data: Path, out: Path, seed: int, kind: str) -> Path:
-    from slm.finetune.run import build_config, finetune
+    from slm.recipes.common import finetune_pairs
 
-    f = cfg.finetune
-    ft_cfg, train_cfg = build_config({
-        "model": str(base), "out": str(out),
-        "data": {"path": str(data), "batch_size": f["batch_size"], "seed": seed, "overlong": "truncate",
-                 **({} if kind == "t5" else {"seq_len": f["seq_len"]})},
-        "train": {"max_steps": f["steps"], "lr": f["lr"], "min_lr": f["lr"] / 10, "warmup_steps": f["warmup_steps"],
-                  "seed": seed, "progress": False, "keep_last": 1, "log_every": max(1, f["steps"] // 5)},
-    })
-    return Path(finetune(ft_cfg, train_cfg, say=lambda *_: None, task="seq2seq" if kind == "t5" else None)
-                ["checkpoint"])
+    return finetune_pairs(base, data, out, cfg.finetune, seed, seq2seq=kind == "t5",
+                          seq_len=None if kind == "t5" else cfg.finetune["seq_len"])
 
 
 def score(checkpoint: Path, specs: list) -> dict[str, float]:

@@ -120,17 +120,11 @@ def fresh_model(cfg: T5RecipeConfig, data: Path, seed: int) -> Path:
 
 
 def finetune(cfg: T5RecipeConfig, checkpoint: Path, seed: int, variant: str) -> Path:
-    from slm.finetune.run import build_config, finetune as run_finetune
+    from slm.recipes.common import finetune_pairs
 
-    f = cfg.finetune
     root = Path(cfg.out_dir)
-    ft_cfg, train_cfg = build_config({
-        "model": str(checkpoint), "out": str(root / f"seed-{seed}" / f"sft-{variant}"),
-        "data": {"path": str(root / "pairs-train.jsonl"), "batch_size": f["batch_size"], "seed": seed},
-        "train": {"max_steps": f["steps"], "lr": f["lr"], "min_lr": f["lr"] / 10, "warmup_steps": f["warmup_steps"],
-                  "seed": seed, "progress": False, "keep_last": 1, "log_every": max(1, f["steps"] // 5)},
-    })
-    return Path(run_finetune(ft_cfg, train_cfg, say=lambda *_: None, task="seq2seq")["checkpoint"])
+    return finetune_pairs(checkpoint, root / "pairs-train.jsonl", root / f"seed-{seed}" / f"sft-{variant}",
+                          cfg.finetune, seed, seq2seq=True, overlong=None)
 
 
 def evaluate(cfg: T5RecipeConfig, checkpoint: Path) -> dict:

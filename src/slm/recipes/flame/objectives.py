@@ -51,15 +51,16 @@ def _numpy_rng(rng: random.Random) -> np.random.Generator:
     return np.random.default_rng(rng.getrandbits(64))
 
 
-def _runs_to_masks(pieces: list[str], masked) -> str:
+def _runs_to_masks(pieces: list, masked, mask) -> list:
+    """`pieces` with each run of masked pieces replaced by one `mask`."""
     out, previous = [], False
     for piece, m in zip(pieces, masked):
         if m and not previous:
-            out.append(MASK)
+            out.append(mask)
         elif not m:
             out.append(piece)
-        previous = m
-    return "".join(out)
+        previous = bool(m)
+    return out
 
 
 def lamsp(formula: str, rng: random.Random) -> tuple[str, list[bool]]:
@@ -69,7 +70,7 @@ def lamsp(formula: str, rng: random.Random) -> tuple[str, list[bool]]:
         return formula, [False] * len(tokens)
     density, span = rng.choice(MSP_SETTINGS)
     mask = noise_mask(len(tokens), density, span, _numpy_rng(rng)).tolist()
-    return _runs_to_masks([t.text for t in tokens], mask), mask
+    return "".join(_runs_to_masks([t.text for t in tokens], mask, MASK)), mask
 
 
 def tail_mask(formula: str, rng: random.Random) -> str:
@@ -83,15 +84,7 @@ def msp_ids(ids: list[int], mask_id: int, rng: random.Random) -> list[int]:
     if len(ids) < 2:
         return list(ids)
     density, span = rng.choice(MSP_SETTINGS)
-    mask = noise_mask(len(ids), density, span, _numpy_rng(rng))
-    out, previous = [], False
-    for i, m in zip(ids, mask):
-        if m and not previous:
-            out.append(mask_id)
-        elif not m:
-            out.append(i)
-        previous = bool(m)
-    return out
+    return _runs_to_masks(ids, noise_mask(len(ids), density, span, _numpy_rng(rng)), mask_id)
 
 
 def random_noise(ids: list[int], vocab: tuple[int, int], rng: random.Random, rate: float = 0.10) -> list[int]:

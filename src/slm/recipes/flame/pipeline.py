@@ -78,22 +78,16 @@ def split_workbooks(cfg: FlameRecipeConfig, seed: int):
     return books[n_test:], books[:n_test]
 
 
-def _write(path: Path, records: list[dict]) -> Path:
-    from slm.io import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-    return path
-
-
 def _pairs_file(path: Path, pairs, decoder: bool) -> Path:
+    from slm.io import atomic_write_jsonl
+
     key = ("prompt", "completion") if decoder else ("input", "target")
-    return _write(path, [{key[0]: a, key[1]: b} for a, b in pairs])
+    return atomic_write_jsonl(path, [{key[0]: a, key[1]: b} for a, b in pairs])
 
 
 def pretrain_pairs(formulas: list[str], tok, n: int, batch_size: int, seed: int, lamsp: bool) -> list[tuple]:
     """(encoder input, target) text pairs under the sampled objectives; msp swaps laMSP for sub-token spans."""
     from slm.recipes.flame.objectives import ObjectiveSampler, corrupt
-    from slm.recipes.flame.tokenizer import decode
 
     sampler = ObjectiveSampler(seed=seed)
     rng = random.Random(f"slm-flame-pretrain:{seed}")
@@ -136,40 +130,32 @@ def fresh(cfg: FlameRecipeConfig, tok, kind: str, seed: int, out: Path) -> Path:
 
 
 def train(base: Path, data: Path, out: Path, settings: dict, seed: int, decoder: bool) -> Path:
-    from slm.finetune.run import build_config, finetune
+    from slm.recipes.common import finetune_pairs
 
     # A decoder's packed row of 192 tokens holds about two pairs: half the rows see as many pairs as the T5.
     s = dict(settings, batch_size=max(1, settings["batch_size"] // 2)) if decoder else settings
-    ft_cfg, train_cfg = build_config({
-        "model": str(base), "out": str(out),
-        "data": {"path": str(data), "batch_size": s["batch_size"], "seed": seed, "overlong": "truncate",
-                 **({"seq_len": 192} if decoder else {})},
-        "train": {"max_steps": s["steps"], "lr": s["lr"], "min_lr": s["lr"] / 10, "warmup_steps": s["warmup_steps"],
-                  "seed": seed, "progress": False, "keep_last": 1, "log_every": max(1, s["steps"] // 5)},
-    })
-    return Path(finetune(ft_cfg, train_cfg, say=lambda *_: None, task=None if decoder else "seq2seq")["checkpoint"])
+    return finetune_pairs(base, data, out, s, seed, seq2seq=not decoder, seq_len=192 if decoder else None)
 
 
 # ------------------------------------------------------------------------------------------------ scoring
-def score_sets(model, tok, sets: dict, beams: int, max_tokens: int) -> dict:
-    from slm.recipes.flame.tasks import predict, top_k_exact, top_k_sketch
-
-    out = {}
-    for name, pairs in sets.items():
-        ranked = predict(model, tok, [a for a, _ in pairs], beams=beams, max_tokens=max_tokens)
-        truths = [b for _, b in pairs]
-        out[name] = {"top1": top_k_exact(ranked, truths, 1), "top5": top_k_exact(ranked, truths, 5),
-                     "sketch1": top_k_sketch(ranked, truths, 1), "sketch5": top_k_sketch(ranked, truths, 5)}
-    return out
-
-
-def score_baseline(pairs, repair) -> dict:
+def scores(ranked: list[list[str]], pairs) -> dict:
+    """Top-1 / top-5 exact and sketch match of the ranked outputs against each pair's truth."""
     from slm.recipes.flame.tasks import top_k_exact, top_k_sketch
 
-    ranked = [[repair(a)] for a, _ in pairs]
     truths = [b for _, b in pairs]
     return {"top1": top_k_exact(ranked, truths, 1), "top5": top_k_exact(ranked, truths, 5),
             "sketch1": top_k_sketch(ranked, truths, 1), "sketch5": top_k_sketch(ranked, truths, 5)}
+
+
+def score_sets(model, tok, sets: dict, beams: int, max_tokens: int) -> dict:
+    from slm.recipes.flame.tasks import predict
+
+    return {name: scores(predict(model, tok, [a for a, _ in pairs], beams=beams, max_tokens=max_tokens), pairs)
+            for name, pairs in sets.items()}
+
+
+def score_baseline(pairs, repair) -> dict:
+    return scores([[repair(a)] for a, _ in pairs], pairs)
 
 
 def token_similarity(a: str, b: str) -> float:

@@ -9,7 +9,6 @@ A stage whose final checkpoint exists is skipped; one that stopped part way resu
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def train_stages(base: Path, stages: list[Stage], records: dict[str, list[dict]]
                  settings: FinetuneSection, say=lambda *_: None) -> Path:
     """The checkpoint after the last stage; `records` are the training chats of each family."""
     from slm.finetune.run import build_config, finetune
-    from slm.io import atomic_write_text
+    from slm.io import atomic_write_jsonl
     from slm.train.checkpoint import step_dir
 
     current = Path(base)
@@ -54,7 +53,7 @@ def train_stages(base: Path, stages: list[Stage], records: dict[str, list[dict]]
             raise ConfigError(f"stage {stage.name!r} has no training chats (every teacher answer failed its check?)")
         stage_out.mkdir(parents=True, exist_ok=True)
         data = stage_out / "train.jsonl"
-        atomic_write_text(data, "".join(json.dumps(c) + "\n" for c in chats))
+        atomic_write_jsonl(data, chats)
         s = settings
         ft_cfg, train_cfg = build_config({
             "model": str(current), "out": str(stage_out),

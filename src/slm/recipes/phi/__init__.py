@@ -234,7 +234,8 @@ def quality_filter(cfg: PhiRecipeConfig, data: dict, taught: dict, root: Path) -
 def build_sets(cfg: PhiRecipeConfig, data: dict, taught: dict, filtered: dict, root: Path) -> dict:
     """The clean lessons, the evaluation files, the tokenizer and the four training sets' shards."""
     from slm.data.sources import Document
-    from slm.recipes.phi.evaluate import textbook_questions, write_jsonl
+    from slm.io import atomic_write_jsonl as write_jsonl
+    from slm.recipes.phi.evaluate import textbook_questions
     from slm.recipes.phi.synth import clean
     from slm.tokenizer import save_tokenizer, train_tokenizer
 

@@ -12,7 +12,6 @@ and synthetic), so a model cannot have read the answer next to the name.
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -60,13 +59,6 @@ def textbook_questions(held_out, training_texts: list[str], n: int, seed: str = 
     rng.shuffle(questions)
     counts["kept"] = min(n, len(questions))
     return questions[:n], counts
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    from slm.io import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def smoke_tasks_path(name: str) -> Path:

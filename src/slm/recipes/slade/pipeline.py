@@ -100,10 +100,10 @@ def truncate(tok, text: str, tokens: int) -> str:
 def train_model(cfg: SladeRecipeConfig, kind: str, tok, rows: list[dict], out: Path, seed: int) -> Path:
     """A fresh model of `kind` ("t5" or "decoder") fine-tuned on the (assembly -> C) rows, through slm finetune."""
     import slm
-    from slm.finetune.run import build_config, finetune
-    from slm.io import atomic_write_text
+    from slm.io import atomic_write_jsonl
     from slm.models import ModelConfig, build_model, preset
     from slm.models.decoder import Decoder
+    from slm.recipes.common import finetune_pairs
 
     if kind == "t5":
         length = max(cfg.input_tokens, cfg.target_tokens) + 8
@@ -117,18 +117,10 @@ def train_model(cfg: SladeRecipeConfig, kind: str, tok, rows: list[dict], out: P
                                     **cfg.decoder)).init_weights(seed)
         records = [{"prompt": r["asm"], "completion": r["c"]} for r in rows]
     slm.save(model, tok, out / "init")
-    atomic_write_text(out / "train.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    t = cfg.train
-    ft_cfg, train_cfg = build_config({
-        "model": str(out / "init"), "out": str(out),
-        "data": {"path": str(out / "train.jsonl"), "batch_size": t["batch_size"], "seed": seed,
-                 "overlong": "truncate", **({} if kind == "t5" else {"seq_len": length})},
-        "train": {"max_steps": t["steps"], "lr": t["lr"], "min_lr": t["lr"] / 10, "warmup_steps": t["warmup_steps"],
-                  "weight_decay": 0.0, "seed": seed, "progress": True, "keep_last": 1,
-                  "log_every": max(1, t["steps"] // 10)},
-    })
-    return Path(finetune(ft_cfg, train_cfg, say=lambda *_: None, task="seq2seq" if kind == "t5" else None)
-                ["checkpoint"])
+    atomic_write_jsonl(out / "train.jsonl", records)
+    return finetune_pairs(out / "init", out / "train.jsonl", out, cfg.train, seed, seq2seq=kind == "t5",
+                          seq_len=None if kind == "t5" else length, weight_decay=0.0, progress=True,
+                          log_every=max(1, cfg.train["steps"] // 10))
 
 
 def decode(cfg: SladeRecipeConfig, checkpoint: Path, kind: str, rows: list[dict], chunk: int = 8) -> list[list[str]]:
