@@ -14,24 +14,11 @@ the best of two alternating rounds per setting; generation the median of --repea
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 
 import torch
-
-
-def cpu_facts() -> tuple[str, set[str]]:
-    """The CPU's model name and the flags that matter here (native bf16 is what makes bf16 autocast pay)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return platform.processor(), set()
-    model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags")), []))
-    return model, flags & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 
 
 def timed(fn, repeats: int) -> float:
@@ -77,10 +64,12 @@ def main() -> None:
     from slm.models import build_model, preset
     from slm.models.seq2seq import seq2seq_loss
 
-    cpu, flags = cpu_facts()
-    print(f"CPU: {cpu} ({', '.join(sorted(flags)) or 'no avx512'}), {torch.get_num_threads()} threads; "
+    from slm.train.precision import cpu_facts
+
+    facts = cpu_facts()
+    print(f"CPU: {facts.describe()}, {torch.get_num_threads()} threads; "
           f"torch {torch.__version__}")
-    bf16_ok = bool(flags & {"avx512_bf16", "amx_bf16"})
+    bf16_ok = facts.native_bf16 is not None
     cfg = preset(args.preset, dropout=0.0)
     ours = build_model(cfg).init_weights(0)
     with torch.no_grad():  # EOS's logit pinned at 0, far below the top ones: every path runs to the token budget

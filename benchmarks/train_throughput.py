@@ -205,7 +205,8 @@ def profile_slm(cfg, batches, args, device) -> None:
         prof.__exit__(None, None, None)
     totals: dict[str, float] = {}
     for event in prof.key_averages():
-        totals[categorise(event.key)] = totals.get(categorise(event.key), 0.0) + event.self_cpu_time_total
+        category = categorise(event.key)
+        totals[category] = totals.get(category, 0.0) + event.self_cpu_time_total
     whole = sum(totals.values()) or 1.0
     print(f"slm {args.precision} step, self CPU time by category over 3 steps:")
     for category, us in sorted(totals.items(), key=lambda kv: -kv[1]):
@@ -295,10 +296,9 @@ def main() -> None:
               f"of the {side[1]} peak")
     for precision in peaks:
         ours = best.get(("slm", precision))
-        theirs = max((v for (impl, p), v in best.items() if p == precision and impl != "slm"), default=None)
+        theirs = max((s for s in best if s[1] == precision and s[0] != "slm"), key=best.get, default=None)
         if ours and theirs:
-            name = max((s for s in best if s[1] == precision and s[0] != "slm"), key=best.get)
-            print(f"ratio slm / best transformers ({':'.join(name)}), {precision}: {ours / theirs:.2f}x")
+            print(f"ratio slm / best transformers ({':'.join(theirs)}), {precision}: {ours / best[theirs]:.2f}x")
     if best.get(("slm", "bf16")) and best.get(("slm", "fp32")):
         print(f"ratio slm bf16 / slm fp32: {best[('slm', 'bf16')] / best[('slm', 'fp32')]:.2f}x")
 

@@ -26,8 +26,7 @@ class LayerNorm(nn.LayerNorm):
     bf16); the same parameters and state-dict keys, and the same numbers in fp32."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            y = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+        y = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
         return y.to(x.dtype)
 
 

@@ -3,8 +3,8 @@ natively (CUDA; a CPU with AVX512-BF16 or AMX), fp32 elsewhere.
 
 On a CPU without native bf16, autocast emulates it and runs slower than fp32, so the CPU's flags decide.
 Under autocast the weights, gradients and optimizer state stay fp32 (the master copy); matmuls and attention
-run in bf16, while slm's norms and losses compute in fp32 themselves (RMSNorm, LayerNorm and the chunked
-cross entropy upcast), as on CUDA.
+run in bf16, while norms and losses compute in fp32, as on CUDA (slm's RMSNorm and LayerNorm upcast
+themselves; autocast runs cross entropy in fp32).
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class CpuFacts(NamedTuple):
 
 @functools.lru_cache(maxsize=1)
 def cpu_facts() -> CpuFacts:
-    """The CPU's model name and feature flags, read once from /proc/cpuinfo (Linux); elsewhere whatever torch
-    reports (macOS and Windows CPUs with native bf16 are not detected: `auto` stays fp32 there)."""
+    """The CPU's model name and feature flags, read once from /proc/cpuinfo (Linux); elsewhere the platform's
+    processor name and no flags (macOS and Windows CPUs with native bf16 are not detected: `auto` stays fp32)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
