@@ -6,8 +6,9 @@
 
 One row per (function, target); a function's rows are all in train or all in test (split by function, after
 dropping functions whose assembly tuple repeats an earlier one), so no test function's source (nor the
-assembly of another of its targets) is seen in training. Generated and user functions (JSON files of
-{"fn": CFunction dict, "examples": [...]}) are marked by `origin` and reported separately.
+assembly of another of its targets) is seen in training. Generated, real (harvested from C sources by
+slade.real) and user functions (JSON files of {"fn": CFunction dict, "examples": [...]}) are marked by
+`origin` and reported separately.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def build_dataset(settings: dict, root: Path, targets: list[tuple[str, str]], sa
     """Generate (or read back) the functions, compile them for every target, dedup, split. See the module doc.
 
     settings: functions (count), seed, examples (IO examples per function), families (None: all),
-    test_functions, user_files, asm_chars (longest assembly kept, in characters)."""
+    test_functions, user_files, real_functions (how many of slade.real's harvest, or "all"; 0: none),
+    real_test_functions (of those, how many are held out), asm_chars (longest assembly kept, in characters)."""
     from tqdm import tqdm
 
     from slm.eval.c_io import IOHarness
@@ -72,6 +74,13 @@ def build_dataset(settings: dict, root: Path, targets: list[tuple[str, str]], sa
             raise ConfigError(f"user function {g.fn.name}: {e}") from None
     made += user
     origins += ["user"] * len(user)
+    if settings.get("real_functions", 0):  # harvested from real C sources (slade.real), reported apart
+        from slm.recipes.slade.real import load_real
+
+        count = settings["real_functions"]
+        real = load_real(None if count == "all" else int(count), seed=settings["seed"])
+        made += real
+        origins += ["real"] * len(real)
     asm: dict[tuple[str, str], list] = {}
     for isa, opt in tqdm(targets, desc="slade: compiling", unit="target", disable=len(made) < 200):
         asm[(isa, opt)] = compile_functions([g.fn for g in made], isa, opt)
@@ -92,6 +101,7 @@ def build_dataset(settings: dict, root: Path, targets: list[tuple[str, str]], sa
     user_ids = [i for i in order if functions[i]["origin"] == "user"]
     test = set(user_ids[: max(1, len(user_ids) // 2)] if user_ids else [])  # half the user functions, if any
     test |= set([i for i in order if functions[i]["origin"] == "generated"][:n_test])
+    test |= set([i for i in order if functions[i]["origin"] == "real"][:settings.get("real_test_functions", 0)])
     if len(test) >= len(functions):
         raise ConfigError(f"test_functions {n_test} leaves nothing to train on ({len(functions)} functions kept)")
     data = {"functions": functions, "targets": targets,

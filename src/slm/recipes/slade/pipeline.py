@@ -34,7 +34,8 @@ class SladeRecipeConfig:
     isas: list[str] = field(default_factory=lambda: ["x86_64", "aarch64"])
     opts: list[str] = field(default_factory=lambda: ["O0", "O3"])
     data: dict = field(default_factory=lambda: dict(functions=1200, seed=0, examples=5, families=None,
-                                                    test_functions=40, user_files=[], asm_chars=3000))
+                                                    test_functions=40, user_files=[], real_functions=0,
+                                                    real_test_functions=0, asm_chars=3000))
     tokenizer: dict = field(default_factory=lambda: dict(vocab_size=2000, split_digits=True))
     input_tokens: int = 320
     target_tokens: int = 160
@@ -149,7 +150,7 @@ def decode(cfg: SladeRecipeConfig, checkpoint: Path, kind: str, rows: list[dict]
 
 # ------------------------------------------------------------------------------------------------ scoring
 def score_model(judge, rows: list[dict], candidates: list[list[str]], count_rescue: bool = False) -> dict:
-    """Per cell (isa/opt, and origin when user functions are in the test set): rates over the cell's rows."""
+    """Per cell (isa/opt, and origin when real or user functions are in the test set): rates over its rows."""
     from tqdm import tqdm
 
     from slm.recipes.slade.judge import SETTINGS, edit_similarity
@@ -237,20 +238,28 @@ def _save(summary: dict, root: Path, start: float) -> dict:
 
 
 def format_table(summary: dict) -> str:
+    """One table per origin of the test functions (generated, then real and user ones where present)."""
     from slm.recipes.common import mean_sd
 
-    cells = summary["targets"]
     n = len(summary["config"]["seeds"])
-    lines = [f"SLaDe: IO accuracy (%; {n} seed(s), mean ± sd) on {summary['n_test_rows']} test rows; "
-             "beam = first of the n-best that compiles and passes",
-             "| model | metric | " + " | ".join(cells) + " |", "|---|---" + "|---" * len(cells) + "|"]
     metrics = [("beam_inferred", "IO beam, type inference"), ("top1_inferred", "IO top-1, type inference"),
                ("beam_none", "IO beam, no declarations"), ("beam_declarations", "IO beam, reference declarations"),
                ("compiles_inferred", "top-1 compiles (type inference)"), ("edit_similarity", "edit similarity top-1")]
-    for model, runs in summary["table"].items():
-        for key, label in metrics:
-            values = [mean_sd([r["cells"].get(c, {}).get(key, float("nan")) for r in runs], 100) for c in cells]
-            lines.append(f"| {model} | {label} | " + " | ".join(values) + " |")
+    present = {c for runs in summary["table"].values() for r in runs for c in r["cells"]}
+    lines = []
+    for origin in ("", " (real)", " (user)"):
+        cells = [t + origin for t in summary["targets"] if t + origin in present]
+        if not cells:
+            continue
+        rows = max(r["cells"].get(cells[0], {}).get("n", 0) for runs in summary["table"].values() for r in runs)
+        lines += [""] if lines else []
+        lines += [f"SLaDe: IO accuracy (%; {n} seed(s), mean ± sd), {(origin.strip(' ()') or 'generated')} "
+                  f"functions, {rows} test rows per target; beam = first of the n-best that compiles and passes",
+                  "| model | metric | " + " | ".join(cells) + " |", "|---|---" + "|---" * len(cells) + "|"]
+        for model, runs in summary["table"].items():
+            for key, label in metrics:
+                values = [mean_sd([r["cells"].get(c, {}).get(key, float("nan")) for r in runs], 100) for c in cells]
+                lines.append(f"| {model} | {label} | " + " | ".join(values) + " |")
     for r in summary["rescue"]:
         lines.append(f"type inference, seed {r['seed']} {r['model']}: {r['needed']} top-1 candidates do not compile "
                      f"alone, {r['compile']} compile with inferred declarations, {r['pass']} of them pass IO")
