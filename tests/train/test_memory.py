@@ -70,12 +70,79 @@ def test_a_run_that_cannot_fit_stops_before_its_first_step(tmp_path, monkeypatch
 
     ids = torch.randint(0, 64, (4, 32))
     batches = [{"input_ids": ids, "labels": ids.roll(-1, 1)}] * 3
-    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)  # 1 MB free
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**16)  # 64 KB free: not even the weights fit
     trainer = Trainer(_tiny(), TrainConfig(max_steps=2, warmup_steps=0, progress=False, device="cpu"), batches,
                       out_dir=tmp_path / "run")
-    with pytest.raises(SlmError, match=r"needs about .* GB a step but 0.0 GB is free.*--seq-len"):
+    with pytest.raises(SlmError, match=r"needs at least .* GB a step but 0.0 GB is free.*--seq-len"):
         trainer.fit()
     assert trainer.step == 0 and not (tmp_path / "run" / "checkpoints").exists()
     ok = Trainer(_tiny(), TrainConfig(max_steps=2, warmup_steps=0, progress=False, device="cpu", memory_check=False),
                  batches, out_dir=tmp_path / "run2")
     assert ok.fit()["step"] == 2
+
+
+def _batches(rows=8, seq=32, n=3):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        ids = torch.randint(0, 64, (rows, seq), generator=g)
+        out.append({"input_ids": ids, "labels": ids.roll(-1, 1)})
+    return out
+
+
+def test_the_plan_splits_rows_then_turns_on_checkpointing():
+    model, batch = _tiny(), _batches()[0]
+    asked = memory.estimate(model, batch)
+    assert memory.plan(model, batch, None).row_splits == 1  # nothing known: as asked
+    fits = memory.plan(model, batch, int(asked.total / 0.9) + 1)
+    assert (fits.checkpointing, fits.row_splits) == (False, 1)
+    tight = memory.plan(model, batch, int(asked.total / 0.9) - 1)
+    assert not tight.checkpointing and tight.row_splits >= 2 and tight.estimate.total < asked.total
+    one_row = memory.estimate(model, memory.split_rows(batch, 8)[0])
+    tighter = memory.plan(model, batch, int(one_row.total / 0.9) - 1)
+    assert tighter.checkpointing and tighter.estimate.total < one_row.total
+    chunks = memory.split_rows(dict(batch, note="kept"), 3)
+    assert [c["input_ids"].shape[0] for c in chunks] == [3, 3, 2] and chunks[2]["note"] == "kept"
+    assert torch.equal(torch.cat([c["labels"] for c in chunks]), batch["labels"])
+
+
+def test_a_split_plan_trains_the_same_weights_as_the_unsplit_run(tmp_path, monkeypatch, capsys):
+    from slm.train.trainer import TrainConfig, Trainer
+
+    cfg = dict(max_steps=2, warmup_steps=0, progress=False, device="cpu", precision="fp32")
+    plain = Trainer(_tiny(), TrainConfig(**cfg, memory_check=False), _batches(), out_dir=tmp_path / "a")
+    plain.fit()
+    one_row = memory.estimate(_tiny(), memory.split_rows(_batches()[0], 8)[0]).total
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(one_row / 0.9) - 1)  # needs checkpointing too
+    monkeypatch.setattr(memory.MemoryWatchdog, "__init__", lambda self, *a, **k: _real_watchdog_init(self, floor=0))
+    split = Trainer(_tiny(), TrainConfig(**cfg), _batches(), out_dir=tmp_path / "b")
+    result = split.fit()
+    out = capsys.readouterr().out
+    assert "activation checkpointing turned on" in out and "each micro-batch of 8 rows runs as" in out
+    assert split.row_splits >= 2 and "peak resident" in out and result["peak_resident_bytes"] > 0
+    for a, b in zip(plain.model.parameters(), split.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_watchdog_stops_cleanly_with_a_checkpoint(tmp_path, monkeypatch):
+    from slm.train.trainer import TrainConfig, Trainer
+
+    readings = iter([8 * 2**30] * 2 + [2**20] * 10_000)  # plenty for the plan, then memory runs out
+    monkeypatch.setattr(memory, "available_bytes", lambda: next(readings))
+    monkeypatch.setattr(memory.MemoryWatchdog, "__init__", _fast_watchdog_init)
+    trainer = Trainer(_tiny(), TrainConfig(max_steps=50, warmup_steps=0, progress=False, device="cpu"),
+                      _batches(n=100), out_dir=tmp_path / "run")
+    with pytest.raises(SlmError, match=r"stopped after step \d+: the machine's free memory fell to 0.00 GB.*"
+                                       r"resume with --resume auto"):
+        trainer.fit()
+    assert 0 < trainer.step < 50
+    from slm.train.checkpoint import step_dir
+
+    assert step_dir(tmp_path / "run", trainer.step).is_dir()
+
+
+_real_watchdog_init = memory.MemoryWatchdog.__init__
+
+
+def _fast_watchdog_init(self, floor=None, interval=0.5, read=None):
+    _real_watchdog_init(self, floor=256 * 2**20, interval=0.001, read=read)

@@ -5,6 +5,8 @@ instead of being killed by the kernel).
     est = estimate(model, batch, checkpointing=False)
     print(est.summary(available_bytes()))
     check_fits(est, available_bytes())      # SlmError naming what to change when it cannot fit
+    p = plan(model, batch, available_bytes())   # the cheapest fit: as asked, checkpointing, rows in chunks
+    with MemoryWatchdog() as dog: ...       # dog.tripped: why free memory fell too low during training
 
 The estimate counts what a step holds at its peak: the weights, their gradients and AdamW's two moments (for
 the trainable ones), the activations autograd keeps for the backward pass (per token and layer, from the
@@ -20,6 +22,11 @@ from pathlib import Path
 from slm.errors import SlmError
 
 GB = 1024 ** 3
+
+
+def human(n: int) -> str:
+    """Bytes as GB, or as MB under one GB."""
+    return f"{n / GB:.2f} GB" if n >= GB else f"{n / 2**20:.1f} MB"
 
 
 @dataclass(frozen=True)
@@ -107,11 +114,118 @@ def summary_for(est: MemoryEstimate, available: int | None, processes: int = 1) 
     return line if processes == 1 else f"{line}, per process; {processes} processes share the machine"
 
 
+@dataclass(frozen=True)
+class MemoryPlan:
+    estimate: MemoryEstimate
+    checkpointing: bool  # activation checkpointing on (asked for, or turned on because the plan needs it)
+    row_splits: int  # each micro-batch's rows run in this many chunks (the tokens per optimizer step are kept)
+    rows: int
+
+    def summary(self, available: int | None, asked_checkpointing: bool, processes: int = 1) -> str:
+        changes = []
+        if self.checkpointing and not asked_checkpointing:
+            changes.append("activation checkpointing turned on")
+        if self.row_splits > 1:
+            changes.append(f"each micro-batch of {self.rows} rows runs as {self.row_splits} chunks of "
+                           f"{-(-self.rows // self.row_splits)} (tokens per step kept)")
+        line = summary_for(self.estimate, available, processes)
+        return line + (f"; to fit: {', '.join(changes)}" if changes else "")
+
+
+def plan(model, batch: dict, available: int | None, checkpointing: bool = False, can_checkpoint: bool = True,
+         headroom: float = 0.9, processes: int = 1) -> MemoryPlan:
+    """The cheapest way the step fits: as asked; else each micro-batch's rows split into 2, 4, ... chunks run
+    one after another (the gradient of a sum over rows is the same, so the step is unchanged, and no work is
+    added); else the same with activation checkpointing (when the model has it: it recomputes each block's
+    forward, about a third more work). Raises check_fits' error when even one row cannot fit."""
+    rows = batch["input_ids"].shape[0]
+    options = [checkpointing] + ([True] if can_checkpoint and not checkpointing else [])
+    splits = [1]
+    while splits[-1] < rows:
+        splits.append(min(rows, splits[-1] * 2))
+    est = None
+    for ckpt in options:
+        for n_splits in splits:
+            est = estimate(model, split_rows(batch, n_splits)[0], ckpt)
+            if available is None or est.total * processes <= headroom * available:
+                return MemoryPlan(est, ckpt, n_splits, rows)
+    check_fits(est, available, headroom, processes)  # raises with the smallest plan's need
+    raise AssertionError("unreachable")
+
+
+def split_rows(batch: dict, n_splits: int) -> list[dict]:
+    """The batch as `n_splits` batches of consecutive rows (tensors whose first dim is the row count)."""
+    if n_splits <= 1:
+        return [batch]
+    n = batch["input_ids"].shape[0]
+    size = -(-n // n_splits)
+    return [{k: v[i:i + size] if hasattr(v, "shape") and v.dim() and v.shape[0] == n else v
+             for k, v in batch.items()} for i in range(0, n, size)]
+
+
 def check_fits(est: MemoryEstimate, available: int | None, headroom: float = 0.9, processes: int = 1) -> None:
     need = est.total * processes
     if available is None or need <= headroom * available:
         return
-    raise SlmError(f"this run needs about {need / GB:.1f} GB a step but {available / GB:.1f} GB is free "
+    raise SlmError(f"this run needs at least {need / GB:.1f} GB a step but {available / GB:.1f} GB is free "
                    f"(activations {est.activations / GB:.1f} GB, optimizer {est.optimizer / GB:.1f} GB): lower "
                    "--seq-len or --batch-size (gradient accumulation keeps the tokens per step), use --lora, or set "
                    "train.activation_checkpointing=true; train.memory_check=false skips this check")
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_resident_bytes() -> int | None:
+    """This process's peak resident memory (VmHWM), or None without /proc."""
+    return _status_bytes("VmHWM")
+
+
+def total_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class MemoryWatchdog:
+    """Watches the machine's free memory from a thread while training runs; `tripped` says why once it fell
+    under `floor` (default: 3% of the machine's memory, at least 256 MB), so the loop can stop after the step,
+    save a checkpoint and say what to change, instead of the kernel's OOM killer ending the process silently."""
+
+    def __init__(self, floor: int | None = None, interval: float = 0.5, read=None):
+        import threading
+
+        total = total_bytes() or 0
+        self.floor = floor if floor is not None else max(256 * 2**20, int(0.03 * total))
+        self.interval, self.read = interval, read or (lambda: available_bytes())
+        self.tripped: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="slm-memory-watchdog", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            free = self.read()
+            if free is not None and free < self.floor:
+                self.tripped = (f"the machine's free memory fell to {free / GB:.2f} GB, under the "
+                                f"{self.floor / GB:.2f} GB floor")
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "MemoryWatchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

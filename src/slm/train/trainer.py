@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slm.errors import CheckpointError, ConfigError
+from slm.errors import CheckpointError, ConfigError, SlmError
 from slm.train import checkpoint as ckpt
 from slm.train import distributed as D
 from slm.train.allocator import retain_freed_memory
+from slm.train.memory import MemoryWatchdog, human, peak_resident_bytes, split_rows
 from slm.train.metrics import MetricsLog
 from slm.train.optim import build_optimizer, lr_at
 from slm.train.precision import resolve_precision
@@ -81,7 +82,9 @@ class TrainConfig:
     save_every: int = 0  # 0: checkpoint only at the end
     keep_last: int = 3  # checkpoints kept; 0 keeps all
     progress: bool = True
-    memory_check: bool = True  # CPU: estimate a step's memory from the first batch, stop early if it cannot fit
+    # CPU: estimate a step's memory from the first batch and fit it to what is free (checkpointing, then rows in
+    # chunks), stop before any work if it cannot fit, and stop cleanly with a checkpoint if memory runs low
+    memory_check: bool = True
 
     def __post_init__(self):
         for name in ("max_steps", "grad_accum", "eval_batches", "log_every"):
@@ -149,6 +152,7 @@ class Trainer:
         self.dist = D.setup(cfg.device)
         self.device = self.dist.device
         self.precision = resolve_precision(cfg.precision, self.device)
+        self.row_splits, self.memory_estimate = 1, None  # the memory plan may change both (_plan_memory)
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision.bf16
                          else contextlib.nullcontext())
         torch.manual_seed(cfg.seed)
@@ -199,18 +203,25 @@ class Trainer:
             if self.log is not None:
                 self.log.close()
 
-    def _check_memory(self, batch: dict) -> None:
-        """Print the step's estimated memory and refuse (one line, exit 2) a run that cannot fit: the processes of
-        a CPU run share one machine's memory."""
+    def _plan_memory(self, batch: dict) -> None:
+        """Print the step's estimated memory and fit it to what is free: activation checkpointing, then the
+        micro-batch's rows in chunks (slm.train.memory.plan); refuse (one line, exit 2) a run that cannot fit
+        at all. The processes of a CPU run share one machine's memory."""
         from slm.train import memory
 
+        inner = _unwrap(self.model)
+        free = memory.available_bytes()
         try:
-            est = memory.estimate(self.model, batch, self.config.activation_checkpointing)
+            plan = memory.plan(self.model, batch, free, self.config.activation_checkpointing,
+                               can_checkpoint=hasattr(inner, "gradient_checkpointing"),
+                               processes=self.dist.world_size)
         except AttributeError:
             return  # a model without slm's config dims (a test's toy module): nothing to estimate from
-        free = memory.available_bytes()
-        self._say(memory.summary_for(est, free, self.dist.world_size))
-        memory.check_fits(est, free, processes=self.dist.world_size)
+        self._say(plan.summary(free, self.config.activation_checkpointing, self.dist.world_size))
+        if plan.checkpointing:
+            inner.gradient_checkpointing = True
+        self.row_splits = plan.row_splits
+        self.memory_estimate = plan.estimate.total
 
     def _find_checkpoint(self, resume: str | None) -> str | None:
         """Rank 0 picks (and verifies) the checkpoint; every rank gets its path or its error."""
@@ -241,8 +252,15 @@ class Trainer:
         decay_steps = cfg.decay_steps or max_steps
         self._say(f"training {max_steps} steps of {step_tokens:,} tokens ({self.accumulation} micro-batch(es) x "
                   f"{d.world_size} process(es)) on {self.device} in {self.precision.name} ({self.precision.reason})")
+        watchdog = contextlib.nullcontext()
         if cfg.memory_check and self.device.type == "cpu":
-            self._check_memory(first)
+            self._plan_memory(first)
+            watchdog = MemoryWatchdog()
+        with watchdog as dog:
+            return self._steps(batches, pending, max_steps, decay_steps, step_tokens, dog)
+
+    def _steps(self, batches, pending: list, max_steps: int, decay_steps: int, step_tokens: int, dog) -> dict:
+        cfg = self.config
         bar = self._progress(max_steps)
         train_time, interval_tokens, interval_time = 0.0, 0, 0.0
         last = {}
@@ -257,6 +275,9 @@ class Trainer:
                 break
             loss, grad_norm = result
             self.step += 1
+            if self.step == 1 and self.memory_estimate and peak_resident_bytes():
+                self._say(f"memory: peak resident {human(peak_resident_bytes())} after the first step, the "
+                          f"estimate {human(self.memory_estimate)} a step (the process's own runtime not counted)")
             self.tokens += step_tokens
             elapsed = time.perf_counter() - t0
             train_time += elapsed
@@ -278,12 +299,20 @@ class Trainer:
                     last.update(self.evaluate())
             if final or (cfg.save_every and self.step % cfg.save_every == 0):
                 self.save_checkpoint()
+            if dog is not None and dog.tripped and not final:
+                if bar is not None:
+                    bar.close()
+                self.save_checkpoint()
+                raise SlmError(f"stopped after step {self.step}: {dog.tripped}. The checkpoint is saved in "
+                               f"{ckpt.step_dir(self.out_dir, self.step)}; resume with --resume auto after lowering "
+                               "--batch-size or --seq-len, or with --lora")
         if bar is not None:
             bar.close()
         if self.step < max_steps and self.step > 0:
             self.save_checkpoint()
         return dict(last, step=self.step, tokens=self.tokens, train_seconds=train_time,
-                    checkpoint=str(ckpt.step_dir(self.out_dir, self.step)))
+                    checkpoint=str(ckpt.step_dir(self.out_dir, self.step)), peak_resident_bytes=peak_resident_bytes(),
+                    memory_estimate_bytes=self.memory_estimate)
 
     def _accumulation(self, micro_tokens: int) -> int:
         cfg = self.config
@@ -324,12 +353,14 @@ class Trainer:
                 if micro == 0:
                     return None
                 break  # a short last step still uses what it has
-            batch = self._to_device(batch)
-            with self._sync_gradients(micro == self.accumulation - 1), self.autocast:
-                micro_loss, micro_targets = self.compute_loss(batch)
-            micro_loss.backward()
-            loss_sum += micro_loss.detach().double()
-            targets += micro_targets.detach().double() if torch.is_tensor(micro_targets) else micro_targets
+            chunks = split_rows(self._to_device(batch), self.row_splits)
+            for i, chunk in enumerate(chunks):  # more than one when the memory plan split the rows
+                final_chunk = micro == self.accumulation - 1 and i == len(chunks) - 1
+                with self._sync_gradients(final_chunk), self.autocast:
+                    micro_loss, micro_targets = self.compute_loss(chunk)
+                micro_loss.backward()
+                loss_sum += micro_loss.detach().double()
+                targets += micro_targets.detach().double() if torch.is_tensor(micro_targets) else micro_targets
         totals = D.all_reduce_sum(torch.stack([loss_sum, targets]), self.dist).tolist()
         n = max(totals[1], 1.0)
         # DDP and FSDP average gradients over ranks; times world / targets turns that into the mean per target token.
