@@ -299,11 +299,13 @@ class Trainer:
                     last.update(self.evaluate())
             if final or (cfg.save_every and self.step % cfg.save_every == 0):
                 self.save_checkpoint()
-            if dog is not None and dog.tripped and not final:
+            if dog is not None and not final and self._memory_ran_low(dog):
                 if bar is not None:
                     bar.close()
-                self.save_checkpoint()
-                raise SlmError(f"stopped after step {self.step}: {dog.tripped}. The checkpoint is saved in "
+                if not (cfg.save_every and self.step % cfg.save_every == 0):
+                    self.save_checkpoint()
+                why = dog.tripped or "another process's free memory ran low"
+                raise SlmError(f"stopped after step {self.step}: {why}. The checkpoint is saved in "
                                f"{ckpt.step_dir(self.out_dir, self.step)}; resume with --resume auto after lowering "
                                "--batch-size or --seq-len, or with --lora")
         if bar is not None:
@@ -313,6 +315,13 @@ class Trainer:
         return dict(last, step=self.step, tokens=self.tokens, train_seconds=train_time,
                     checkpoint=str(ckpt.step_dir(self.out_dir, self.step)), peak_resident_bytes=peak_resident_bytes(),
                     memory_estimate_bytes=self.memory_estimate)
+
+    def _memory_ran_low(self, dog) -> bool:
+        """Whether any process's watchdog tripped (every rank stops together, so none waits in a collective)."""
+        if not self.dist.enabled:
+            return dog.tripped is not None
+        flag = torch.tensor([float(dog.tripped is not None)], device=self.device)
+        return D.all_reduce_sum(flag, self.dist).item() > 0
 
     def _accumulation(self, micro_tokens: int) -> int:
         cfg = self.config
