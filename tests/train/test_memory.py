@@ -62,7 +62,30 @@ def test_checkpointing_and_lora_shrink_the_estimate():
     frozen = memory.estimate(model, batch)
     assert frozen.optimizer == frozen.gradients == 0 and frozen.weights == full.weights
     packed = dict(batch, document_ids=torch.zeros(8, 32, dtype=torch.long))
-    assert memory.estimate(model, packed).activations > full.activations  # the math kernel keeps probabilities
+    assert memory.estimate(model, packed).activations > full.activations  # the mask is kept for backward
+
+
+def test_packed_attention_takes_the_fused_kernel_not_the_math_one():
+    """A packing mask must not push SDPA onto its math kernel, which keeps [rows, heads, seq, seq] probabilities
+    for the backward pass (what the estimate leaves out)."""
+    from slm.models.layers import make_attention_mask
+
+    model = _tiny()
+    ids = torch.randint(0, 64, (2, 32))
+    documents = (torch.arange(32) // 10).expand(2, 32)
+    mask = make_attention_mask(32, 0, document_ids=documents)
+    seen = set()
+    loss, _ = model(ids, labels=ids.roll(-1, 1), attention_mask=mask)
+    stack = [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            stack += [f for f, _ in fn.next_functions]
+    names = {type(f).__name__ for f in seen}
+    assert any("FlashAttention" in n for n in names), sorted(names)
+    assert not any(n.startswith("Softmax") for n in names)
+    assert mask.dtype == torch.bool
 
 
 def test_a_run_that_cannot_fit_stops_before_its_first_step(tmp_path, monkeypatch):
