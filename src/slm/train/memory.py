@@ -191,6 +191,21 @@ def peak_resident_bytes() -> int | None:
     return _status_bytes("VmHWM")
 
 
+def reset_peak() -> bool:
+    """Start VmHWM afresh from the resident memory now (Linux: `5` to /proc/self/clear_refs), so the next peak
+    is the training step's and not the model load's; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now (VmRSS), or None without /proc."""
+    return _status_bytes("VmRSS")
+
+
 def total_bytes() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

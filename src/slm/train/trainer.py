@@ -152,7 +152,7 @@ class Trainer:
         self.dist = D.setup(cfg.device)
         self.device = self.dist.device
         self.precision = resolve_precision(cfg.precision, self.device)
-        self.row_splits, self.memory_estimate = 1, None  # the memory plan may change both (_plan_memory)
+        self.row_splits, self.memory_estimate, self._resident_before = 1, None, None  # set by _plan_memory
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision.bf16
                          else contextlib.nullcontext())
         torch.manual_seed(cfg.seed)
@@ -221,7 +221,8 @@ class Trainer:
         if plan.checkpointing:
             inner.gradient_checkpointing = True
         self.row_splits = plan.row_splits
-        self.memory_estimate = plan.estimate.total
+        self.memory_estimate = plan.estimate
+        self._resident_before = memory.resident_bytes() if memory.reset_peak() else None
 
     def _find_checkpoint(self, resume: str | None) -> str | None:
         """Rank 0 picks (and verifies) the checkpoint; every rank gets its path or its error."""
@@ -275,9 +276,13 @@ class Trainer:
                 break
             loss, grad_norm = result
             self.step += 1
-            if self.step == 1 and self.memory_estimate and peak_resident_bytes():
-                self._say(f"memory: peak resident {human(peak_resident_bytes())} after the first step, the "
-                          f"estimate {human(self.memory_estimate)} a step (the process's own runtime not counted)")
+            if self.step == 1 and self.memory_estimate and peak_resident_bytes() and self._resident_before:
+                # The weights were resident before the step; what the step added is the rest of the estimate.
+                added = peak_resident_bytes() - self._resident_before
+                rest = self.memory_estimate.total - self.memory_estimate.weights
+                self._say(f"memory: peak resident {human(peak_resident_bytes())} after the first step, "
+                          f"{human(self._resident_before)} before it: the step added {human(added)}, "
+                          f"estimated {human(rest)} ({added / max(rest, 1):.2f}x)")
             self.tokens += step_tokens
             elapsed = time.perf_counter() - t0
             train_time += elapsed
@@ -314,7 +319,7 @@ class Trainer:
             self.save_checkpoint()
         return dict(last, step=self.step, tokens=self.tokens, train_seconds=train_time,
                     checkpoint=str(ckpt.step_dir(self.out_dir, self.step)), peak_resident_bytes=peak_resident_bytes(),
-                    memory_estimate_bytes=self.memory_estimate)
+                    memory_estimate_bytes=self.memory_estimate.total if self.memory_estimate else None)
 
     def _memory_ran_low(self, dog) -> bool:
         """Whether any process's watchdog tripped (every rank stops together, so none waits in a collective)."""
