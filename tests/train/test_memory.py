@@ -61,6 +61,10 @@ def test_checkpointing_and_lora_shrink_the_estimate():
         p.requires_grad_(False)
     frozen = memory.estimate(model, batch)
     assert frozen.optimizer == frozen.gradients == 0 and frozen.weights == full.weights
+    from slm.finetune.lora import apply_lora
+
+    adapted = memory.estimate(apply_lora(_tiny()), batch)  # adapters' backward transients on top of frozen
+    assert adapted.activations > frozen.activations and adapted.optimizer < full.optimizer
     packed = dict(batch, document_ids=torch.zeros(8, 32, dtype=torch.long))
     assert memory.estimate(model, packed).activations > full.activations  # the mask is kept for backward
 
