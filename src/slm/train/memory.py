@@ -107,15 +107,20 @@ def estimate(model, batch: dict, checkpointing: bool = False, activation_bytes: 
     return MemoryEstimate(weights, trainable_bytes, 8 * trainable, activations, logits)
 
 
-def available_bytes() -> int | None:
-    """The memory the kernel can give without swapping (MemAvailable), or None where it does not say."""
+def _proc_bytes(path: str, field: str) -> int | None:
+    """A `Field:   123 kB` line of a /proc file, in bytes; None where there is no such file or line."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def available_bytes() -> int | None:
+    """The memory the kernel can give without swapping (MemAvailable), or None where it does not say."""
+    return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def summary_for(est: MemoryEstimate, available: int | None, processes: int = 1) -> str:
@@ -182,19 +187,9 @@ def check_fits(est: MemoryEstimate, available: int | None, headroom: float = 0.9
                    "train.activation_checkpointing=true; train.memory_check=false skips this check")
 
 
-def _status_bytes(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def peak_resident_bytes() -> int | None:
     """This process's peak resident memory (VmHWM), or None without /proc."""
-    return _status_bytes("VmHWM")
+    return _proc_bytes("/proc/self/status", "VmHWM")
 
 
 def reset_peak() -> bool:
@@ -209,17 +204,11 @@ def reset_peak() -> bool:
 
 def resident_bytes() -> int | None:
     """This process's resident memory now (VmRSS), or None without /proc."""
-    return _status_bytes("VmRSS")
+    return _proc_bytes("/proc/self/status", "VmRSS")
 
 
 def total_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _proc_bytes("/proc/meminfo", "MemTotal")
 
 
 class MemoryWatchdog:
