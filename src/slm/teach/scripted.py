@@ -43,8 +43,12 @@ class ScriptedTeacher(Teacher):
         text, logprobs = reply if isinstance(reply, tuple) else (reply, None)
         prompt_words = sum(len(m["content"].split()) for m in body.get("messages") or []) or \
             len(str(body.get("prompt", "")).split())
-        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
-                  "logprobs": {"content": logprobs} if logprobs else None}
-        return {"id": "scripted", "object": "chat.completion", "model": SCRIPTED_MODEL, "choices": [choice],
+        if kind == "chat":
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
+                      "logprobs": {"content": logprobs} if logprobs else None}
+        else:  # a completion request gets a completion-shaped reply
+            choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+        return {"id": "scripted", "object": "chat.completion" if kind == "chat" else "text_completion",
+                "model": SCRIPTED_MODEL, "choices": [choice],
                 "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
                           "total_tokens": prompt_words + len(text.split())}}
