@@ -230,3 +230,17 @@ RECIPES.append(Recipe(
     results="runs/flame/results.json and the table on stdout; per seed the checkpoints under "
             "runs/flame/seed-N/<variant>/",
 ))
+
+RECIPES.append(Recipe(
+    name="supericl",
+    module="slm.recipes.supericl",
+    config="slm.recipes.supericl:SuperICLRecipeConfig",
+    description="SuperICL: a fine-tuned small encoder's prediction and confidence inside an LLM's prompt",
+    paper="SuperICL (Xu et al. 2023, arXiv 2305.08848)",
+    stages="per seed: the RoBERTa recipe's encoder fine-tuned on each embedded task (the plug-in), then the LLM "
+           "(slm serve on the real model, or any endpoint) on the same test items under ICL, SuperICL and the "
+           "three ablations; accuracy, overrides per plug-in confidence bin",
+    default_time="not measured at the default size yet; one seed at 40 test items with the real model is on the docs page",
+    smoke_time="about 20 s",
+    results="runs/supericl/results.json and the table on stdout",
+))
