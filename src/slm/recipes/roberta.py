@@ -111,36 +111,48 @@ def heldout_perplexity(model, tokenizer, data: Path, cfg: RobertaRecipeConfig) -
     return math.exp(total / max(count, 1.0))
 
 
-def finetune_and_test(cfg: RobertaRecipeConfig, checkpoint: Path, task: str, seed: int, variant: str) -> float:
-    from slm.finetune.classify import ClassifyConfig, finetune_classifier, read_examples
+def finetune_task(cfg: RobertaRecipeConfig, checkpoint: Path, task: str, seed: int, out: Path) -> dict:
+    """`slm finetune --task classify` of the checkpoint on the task's training set (the recipe's settings)."""
+    from slm.finetune.classify import ClassifyConfig, finetune_classifier
 
-    root = Path(cfg.out_dir)
     f = cfg.finetune
-    result = finetune_classifier(ClassifyConfig(
-        model=str(checkpoint), data=str(root / "tasks" / f"{task}-train.jsonl"),
-        out=str(root / f"seed-{seed}" / variant / task),
+    return finetune_classifier(ClassifyConfig(
+        model=str(checkpoint), data=str(Path(cfg.out_dir) / "tasks" / f"{task}-train.jsonl"), out=str(out),
         batch_size=f["batch_size"], overlong="truncate", seed=seed,
         train={"max_steps": f["steps"], "lr": f["lr"], "min_lr": f["lr"] / 10, "warmup_steps": f["warmup_steps"],
                "progress": False, "keep_last": 1, "log_every": max(1, f["steps"] // 5)}), say=lambda *_: None)
+
+
+def finetune_and_test(cfg: RobertaRecipeConfig, checkpoint: Path, task: str, seed: int, variant: str) -> float:
+    from slm.finetune.classify import read_examples
+
+    root = Path(cfg.out_dir)
+    result = finetune_task(cfg, checkpoint, task, seed, root / f"seed-{seed}" / variant / task)
     test = read_examples(root / "tasks" / f"{task}-test.jsonl")
     return _accuracy_truncated(result["model"], result["tokenizer"], test)
 
 
-def _accuracy_truncated(model, tokenizer, examples) -> float:
-    """Test accuracy, long docstrings cut to the model's length as in training."""
-    import numpy as np
+def class_probabilities(model, tokenizer, examples):
+    """[examples, labels] softmax probabilities, long texts cut to the model's length as in training."""
     import torch
 
     from slm.finetune.classify import collate, encode
 
-    rows, gold = encode(examples, tokenizer, model.config.labels, model.config.max_seq_len, "truncate")
+    rows, _ = encode(examples, tokenizer, model.config.labels, model.config.max_seq_len, "truncate")
     model.eval()
-    preds = []
+    out = []
     with torch.no_grad():
         for i in range(0, len(rows), 64):
             b = collate(rows[i:i + 64], tokenizer.pad_token_id)
-            preds.append(model(b["input_ids"], attention_mask=b["attention_mask"]).argmax(-1).numpy())
-    return float((np.concatenate(preds) == gold).mean())
+            out.append(model(b["input_ids"], attention_mask=b["attention_mask"]).softmax(-1))
+    return torch.cat(out)
+
+
+def _accuracy_truncated(model, tokenizer, examples) -> float:
+    """Test accuracy, long docstrings cut to the model's length as in training."""
+    index = {name: i for i, name in enumerate(model.config.labels)}
+    predicted = class_probabilities(model, tokenizer, examples).argmax(-1).tolist()
+    return sum(p == index[e.label] for p, e in zip(predicted, examples)) / len(examples)
 
 
 def run(cfg: RobertaRecipeConfig) -> dict:

@@ -55,8 +55,7 @@ class SuperICLRecipeConfig:
 
 def train_plugin(cfg: SuperICLRecipeConfig, seed: int):
     """The RoBERTa recipe's pretrain + classify fine-tune, one model per task; {task: (model, tokenizer)}."""
-    from slm.finetune.classify import ClassifyConfig, finetune_classifier
-    from slm.recipes.roberta import RobertaRecipeConfig, prepare_data, pretrain
+    from slm.recipes.roberta import RobertaRecipeConfig, finetune_task, prepare_data, pretrain
 
     p = cfg.plugin
     rcfg = RobertaRecipeConfig(seeds=[seed], out_dir=str(Path(cfg.out_dir) / "plugin"), threads=cfg.threads,
@@ -64,36 +63,20 @@ def train_plugin(cfg: SuperICLRecipeConfig, seed: int):
                                seq_len=p["seq_len"], pretrain=p["pretrain"], finetune=p["finetune"], tasks=cfg.tasks)
     data = prepare_data(rcfg)
     _, _, checkpoint = pretrain(rcfg, data, "dynamic-full", seed)
-    models, f = {}, p["finetune"]
+    models = {}
     for task in cfg.tasks:
-        result = finetune_classifier(ClassifyConfig(
-            model=str(checkpoint), data=str(Path(rcfg.out_dir) / "tasks" / f"{task}-train.jsonl"),
-            out=str(Path(cfg.out_dir) / f"seed-{seed}" / f"plugin-{task}"), batch_size=f["batch_size"],
-            overlong="truncate", seed=seed,
-            train={"max_steps": f["steps"], "lr": f["lr"], "min_lr": f["lr"] / 10, "warmup_steps": f["warmup_steps"],
-                   "progress": False, "keep_last": 1, "log_every": max(1, f["steps"] // 5)}), say=lambda *_: None)
+        result = finetune_task(rcfg, checkpoint, task, seed, Path(cfg.out_dir) / f"seed-{seed}" / f"plugin-{task}")
         models[task] = (result["model"], result["tokenizer"])
     return models, Path(rcfg.out_dir) / "tasks"
 
 
 def plugin_predictions(model, tokenizer, examples: list) -> list:
-    """The plug-in's label and softmax confidence for each example (long texts cut as in training)."""
-    import torch
-
+    """The plug-in's label and softmax confidence for each example."""
     from slm.compose.supericl import Prediction
-    from slm.finetune.classify import collate, encode
+    from slm.recipes.roberta import class_probabilities
 
-    labels = model.config.labels
-    rows, _ = encode(examples, tokenizer, labels, model.config.max_seq_len, "truncate")
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(rows), 64):
-            b = collate(rows[i:i + 64], tokenizer.pad_token_id)
-            probs = model(b["input_ids"], attention_mask=b["attention_mask"]).softmax(-1)
-            conf, index = probs.max(-1)
-            out += [Prediction(labels[j], float(c)) for j, c in zip(index.tolist(), conf.tolist())]
-    return out
+    conf, index = class_probabilities(model, tokenizer, examples).max(-1)
+    return [Prediction(model.config.labels[j], float(c)) for j, c in zip(index.tolist(), conf.tolist())]
 
 
 def _item(example, task: str):

@@ -5,7 +5,7 @@ instead of being killed by the kernel).
     est = estimate(model, batch, checkpointing=False)
     print(est.summary(available_bytes()))
     check_fits(est, available_bytes())      # SlmError naming what to change when it cannot fit
-    p = plan(model, batch, available_bytes())   # the cheapest fit: as asked, checkpointing, rows in chunks
+    p = plan(model, batch, available_bytes())   # the cheapest fit: as asked, rows in chunks, checkpointing
     with MemoryWatchdog() as dog: ...       # dog.tripped: why free memory fell too low during training
 
 The estimate counts what a step holds at its peak: the weights, their gradients and AdamW's two moments (for
